@@ -1,0 +1,1 @@
+"""skill-pipeline: one Opik evaluation dataset per skill, kept alive by Dagster."""

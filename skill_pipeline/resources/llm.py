@@ -1,0 +1,294 @@
+"""ScenarioLLM: the model that writes scenarios (and, for experiments, challenges).
+
+Production calls Claude through the ``anthropic`` SDK; the embedded default is ``OfflineLLM``, a
+deterministic writer labelled ``generator: offline`` that needs no network. Both go through the
+same prompt, parser and validation (``core.generation``), and the same concurrency and retry
+policy (``ScenarioLLM.generate``): a difficulty whose reply is invalid or short is asked again for
+what is missing, then the run fails. Nothing is padded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from datetime import datetime, timezone
+
+from dagster import ConfigurableResource
+from pydantic import BaseModel, Field
+
+from skill_pipeline.core.generation import (
+    SCENARIO_PROMPT_VERSION,
+    ScenarioParseError,
+    SyntheticScenario,
+    parse_scenarios_partial,
+    synthetic_item_key,
+)
+from skill_pipeline.models import (
+    DIFFICULTY_LEVELS,
+    SCENARIOS_PER_DIFFICULTY,
+    LLMReply,
+    Scenario,
+    ScenarioRequest,
+    Skill,
+    TokenUsage,
+)
+
+
+class ScenarioGenerationError(RuntimeError):
+    """An LLM call for a skill failed for good: names the service, the skill and the difficulty."""
+
+
+class SkillGeneration(BaseModel):
+    skill_id: str
+    rows: list[SyntheticScenario]
+    usage: TokenUsage
+    calls: int
+    generator: str
+    model: str
+
+
+# USD per million tokens (input, output), for the cost estimate in metadata.
+PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
+    "claude-haiku-4-5": (1.0, 5.0),
+    "claude-sonnet-4-5": (3.0, 15.0),
+    "claude-opus-4-5": (5.0, 25.0),
+}
+
+
+def estimate_cost_usd(model: str, usage: TokenUsage) -> float:
+    for prefix, (inp, out) in PRICES_PER_MTOK.items():
+        if model.startswith(prefix):
+            return round((usage.input_tokens * inp + usage.output_tokens * out) / 1_000_000, 6)
+    return 0.0
+
+
+class ScenarioLLM(ConfigurableResource):
+    """Interface: ``write_scenarios`` is one call; ``generate`` is the policy around the calls."""
+
+    max_concurrency: int = Field(
+        default=8, ge=1, description="LLM calls in flight at once in this process (size it from the output-token rate limit)"
+    )
+    max_attempts: int = Field(default=3, ge=1, description="calls per difficulty before the run fails")
+
+    @property
+    def generator(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def model_name(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def service(self) -> str:
+        return self.generator
+
+    def write_scenarios(self, request: ScenarioRequest) -> LLMReply:
+        raise NotImplementedError
+
+    def generate(self, skills: list[Skill]) -> dict[str, SkillGeneration]:
+        """Scenarios for every difficulty of every skill, all calls under one concurrency bound.
+
+        Ten difficulties of a skill (and the difficulties of several skills) are in flight at once,
+        so a skill costs about one LLM latency, not ten. The first failure cancels what has not
+        started and fails the whole call: a skill is stored complete or not at all.
+        """
+        tasks = [(skill, difficulty) for skill in skills for difficulty in DIFFICULTY_LEVELS]
+        if not tasks:
+            return {}
+        results: dict[tuple[str, int], tuple[list[Scenario], TokenUsage, int, str]] = {}
+        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(tasks))) as pool:
+            futures = {pool.submit(self._one_difficulty, skill, d): (skill.id, d) for skill, d in tasks}
+            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            for future in pending:
+                future.cancel()
+            for future in done:
+                if future.exception() is not None:
+                    raise future.exception()  # type: ignore[misc]
+                results[futures[future]] = future.result()
+        created_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        out: dict[str, SkillGeneration] = {}
+        for skill in skills:
+            rows: list[SyntheticScenario] = []
+            usage, calls, model = TokenUsage(), 0, self.model_name
+            for difficulty in DIFFICULTY_LEVELS:
+                scenarios, u, n, model = results[(skill.id, difficulty)]
+                usage, calls = usage + u, calls + n
+                for slot, scenario in enumerate(scenarios, start=1):
+                    rows.append(
+                        SyntheticScenario(
+                            item_key=synthetic_item_key(difficulty, slot),
+                            slot=slot,
+                            difficulty=difficulty,
+                            scenario=scenario.scenario,
+                            expected_concepts=scenario.expected_concepts,
+                            generator=self.generator,
+                            model=model,
+                            prompt_version=SCENARIO_PROMPT_VERSION,
+                            skill_fingerprint=skill.fingerprint,
+                            created_at=created_at,
+                        )
+                    )
+            out[skill.id] = SkillGeneration(
+                skill_id=skill.id, rows=rows, usage=usage, calls=calls, generator=self.generator, model=model
+            )
+        return out
+
+    def _one_difficulty(self, skill: Skill, difficulty: int) -> tuple[list[Scenario], TokenUsage, int, str]:
+        accepted: list[Scenario] = []
+        usage, model = TokenUsage(), self.model_name
+        problems: list[str] = []
+        for attempt in range(1, self.max_attempts + 1):
+            request = ScenarioRequest(
+                skill=skill,
+                difficulty=difficulty,
+                count=SCENARIOS_PER_DIFFICULTY - len(accepted),
+                avoid=[s.scenario for s in accepted],
+                attempt=attempt,
+            )
+            try:
+                reply = self.write_scenarios(request)
+            except Exception as exc:  # the SDK has already retried what is worth retrying
+                raise ScenarioGenerationError(
+                    f"{self.service}: call for skill {skill.id} difficulty {difficulty} failed: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            usage, model = usage + reply.usage, reply.model
+            try:
+                scenarios, problems = parse_scenarios_partial(reply.text, difficulty)
+            except ScenarioParseError as exc:
+                scenarios, problems = [], [str(exc)]
+            seen = {s.scenario.casefold() for s in accepted}
+            for scenario in scenarios:
+                if scenario.scenario.casefold() not in seen and len(accepted) < SCENARIOS_PER_DIFFICULTY:
+                    accepted.append(scenario)
+                    seen.add(scenario.scenario.casefold())
+            if len(accepted) == SCENARIOS_PER_DIFFICULTY:
+                return accepted, usage, attempt, model
+        raise ScenarioGenerationError(
+            f"{self.service}: skill {skill.id} difficulty {difficulty}: {len(accepted)} valid scenarios of "
+            f"{SCENARIOS_PER_DIFFICULTY} after {self.max_attempts} attempts ({'; '.join(problems)[:500]})"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Offline writer
+# ---------------------------------------------------------------------------------------------
+
+_SITUATIONS: dict[int, list[str]] = {
+    # Each difficulty band has its own kinds of situation, so levels read differently.
+    1: ["a newcomer's first week", "a flash-card review", "a glossary quiz before a team meeting",
+        "a short onboarding checklist", "a beginner workshop warm-up", "a help-desk FAQ"],
+    2: ["a study-group recap", "a tutorial exercise", "a quick reference lookup during a task",
+        "a peer explaining basics to a colleague", "a one-page cheat sheet review", "a lab's first session"],
+    3: ["a small team project at work", "a code or document review with a mentor", "a weekly status meeting",
+        "a customer question at the support desk", "a side project over the weekend", "a short internal training"],
+    4: ["a handover from a colleague going on leave", "a first solo assignment", "a request from a product manager",
+        "a mid-size refactoring", "a comparison of two approaches for a proposal", "a post-incident follow-up task"],
+    5: ["a production issue reported by users", "a migration between two tools", "a deadline-driven feature",
+        "a vendor evaluation", "an audit finding to fix", "a cross-team integration"],
+    6: ["a system that must scale tenfold", "conflicting requirements from two teams", "a costly recurring failure",
+        "a partially documented legacy setup", "a security review before launch", "an analysis for leadership"],
+    7: ["an outage under time pressure", "an edge case that breaks the usual rule", "a regulated environment",
+        "a contract with strict service levels", "data that contradicts the expected result", "a design review with experts"],
+    8: ["a failure that only appears under load", "an interaction of two subtle rules", "a trade-off with no free option",
+        "an exception a standard reference gets wrong", "a post-mortem with several causes", "a high-stakes client escalation"],
+    9: ["an architecture decision for several years", "a disagreement between two senior experts",
+        "a novel situation with no precedent in the team", "a cascade of failures across systems",
+        "a negotiation where the technical facts decide", "a research-grade question"],
+    10: ["a standard-setting decision for a whole organisation", "an ambiguous case where several answers are defensible",
+         "a crisis combining technical, legal and human factors", "a review of an expert's flawed reasoning",
+         "a problem at the frontier of current practice", "a teaching moment for other experts"],
+}
+
+_TASKS: dict[int, list[str]] = {
+    1: ["recognise", "name", "identify", "recall", "spot"],
+    2: ["define", "match", "describe", "list the parts of", "tell apart"],
+    3: ["explain how to use", "apply", "choose between options for", "relate", "illustrate"],
+    4: ["use", "connect", "compare approaches to", "organise work around", "check the result of"],
+    5: ["apply", "combine", "analyse", "adapt", "troubleshoot"],
+    6: ["analyse the effects of", "plan with", "integrate", "diagnose a problem with", "prioritise using"],
+    7: ["handle an edge case of", "debug", "decide under constraints about", "find the exception in", "reconcile"],
+    8: ["resolve a subtle conflict in", "optimise", "critique a plan that uses", "reason about failure modes of", "justify"],
+    9: ["design a long-term approach to", "arbitrate between experts on", "weigh several valid approaches to",
+        "anticipate second-order effects of", "set policy for"],
+    10: ["evaluate competing expert strategies for", "define standards for", "reason from first principles about",
+         "expose the flaw in an expert argument about", "balance every constraint of"],
+}
+
+_STOP = {"and", "or", "the", "a", "an", "of", "to", "in", "for", "with", "on", "at", "by", "from", "how", "what",
+         "using", "use", "their", "its", "your", "into", "about", "basic", "including", "such", "as", "e.g"}
+
+
+def concepts_from_skill(skill: Skill) -> list[str]:
+    """Concept phrases taken from the skill's description (comma/semicolon lists), else its name."""
+    text = skill.description or skill.name
+    parts = re.split(r"[,;:()/]|\band\b|\bor\b|\.\s", text)
+    concepts: list[str] = []
+    for part in parts:
+        words = [w for w in re.findall(r"[A-Za-z0-9+#'-]+", part) if w.lower() not in _STOP]
+        phrase = " ".join(words[:4]).strip()
+        if len(phrase) >= 3 and phrase.lower() not in (c.lower() for c in concepts):
+            concepts.append(phrase)
+    if len(concepts) < 3:
+        concepts += [w for w in re.findall(r"[A-Za-z][A-Za-z-]{3,}", skill.name + " " + text) if w.lower() not in _STOP]
+    unique: list[str] = []
+    for c in concepts:
+        if c.lower() not in (u.lower() for u in unique):
+            unique.append(c)
+    return unique[:12] or [skill.name]
+
+
+class OfflineLLM(ScenarioLLM):
+    """Deterministic, skill-specific scenarios without a network: the embedded default.
+
+    Output is varied (a different situation, task and concept pair per scenario and difficulty) but
+    labelled ``generator: offline`` everywhere it lands, and the pipeline refuses to write it to a
+    real Opik.
+    """
+
+    model: str = Field(default="offline-writer-v1", description="label recorded as the model")
+
+    @property
+    def generator(self) -> str:
+        return "offline"
+
+    @property
+    def model_name(self) -> str:
+        return self.model
+
+    @property
+    def service(self) -> str:
+        return "offline writer"
+
+    def write_scenarios(self, request: ScenarioRequest) -> LLMReply:
+        skill, d = request.skill, request.difficulty
+        concepts = concepts_from_skill(skill)
+        seed = int(hashlib.sha256(f"{skill.id}|{skill.fingerprint}|{d}".encode()).hexdigest(), 16)
+        situations, tasks = _SITUATIONS[d], _TASKS[d]
+        avoid = {a.casefold() for a in request.avoid}
+        scenarios: list[dict] = []
+        i = 0
+        while len(scenarios) < request.count and i < 50:
+            situation = situations[(seed + i) % len(situations)]
+            task = tasks[(seed // 7 + 2 * i) % len(tasks)]
+            first = concepts[(seed // 13 + i) % len(concepts)]
+            second = concepts[(seed // 17 + 3 * i + 1) % len(concepts)]
+            picked = [first] if first == second else [first, second]
+            if d >= 6 and len(concepts) > 2:
+                third = concepts[(seed // 19 + 5 * i + 2) % len(concepts)]
+                if third not in picked:
+                    picked.append(third)
+            text = (
+                f"In {situation}, a learner of {skill.name} must {task} {picked[0]}"
+                + (f" in the light of {', '.join(picked[1:])}" if len(picked) > 1 else "")
+                + f" (difficulty {d}/10)."
+            )
+            i += 1
+            if text.casefold() in avoid or any(s["scenario"] == text for s in scenarios):
+                continue
+            scenarios.append({"scenario": text, "expected_concepts": picked, "difficulty": d})
+        text = json.dumps(scenarios, indent=2)
+        usage = TokenUsage(input_tokens=0, output_tokens=0)
+        return LLMReply(text=text, usage=usage, model=self.model, generator="offline")
