@@ -130,6 +130,9 @@ class LocalDatasetStore(DatasetStore):
     """Embedded default: datasets, items by id, judge feedback scores and experiments in SQLite."""
 
     path: str = Field(description="SQLite file of the local dataset store")
+    seed_demo: bool = Field(
+        default=True, description="seed the demo app's judge scores when the feedback table is empty"
+    )
 
     @property
     def backend(self) -> str:
@@ -144,6 +147,14 @@ class LocalDatasetStore(DatasetStore):
         conn = sqlite3.connect(self.path, timeout=30)
         conn.execute("pragma journal_mode=wal")
         conn.executescript(DATASET_SCHEMA)
+        if self.seed_demo and conn.execute("select count(*) from feedback_scores").fetchone()[0] == 0:
+            from skill_pipeline.demo.seed import demo_judge_scores
+
+            with conn:
+                conn.executemany(
+                    "insert or ignore into feedback_scores (challenge_id, name, value) values (?, ?, ?)",
+                    [(cid, self.judge_score_name, v) for cid, v in demo_judge_scores().items()],
+                )
         return conn
 
     def dataset_exists(self, name: str) -> bool:
@@ -215,3 +226,413 @@ class LocalDatasetStore(DatasetStore):
 
     def item_payloads(self, name: str) -> list[dict[str, Any]]:
         return [item.model_dump() for item in self.read_items(name)]
+
+
+# ------------------------------------------------------------------------------------------------
+# Opik (production): the ``opik`` SDK against an Opik server (``OPIK_URL_OVERRIDE``) or Comet cloud.
+
+import logging  # noqa: E402 - this section is appended to the module and keeps its imports with it
+import math  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from typing import TYPE_CHECKING, Callable, Iterator  # noqa: E402
+
+import tenacity  # noqa: E402
+from pydantic import PrivateAttr, ValidationError  # noqa: E402
+
+if TYPE_CHECKING:  # the SDK is imported lazily: a local-only run never pays for it
+    import opik
+    from opik.api_objects.dataset.dataset import Dataset as OpikDataset
+
+OPIK_LOGGER = logging.getLogger("skill_pipeline.resources.dataset_store.opik")
+
+# Opik reserves ``id``, ``source``, ``trace_id`` and ``span_id`` at the top of an item; everything
+# else lands in the item's ``data``. The item ``source`` must be one Opik accepts (manual | trace | span | sdk); provenance
+# (synthetic | real_world) stays in ``metadata.source``.
+OPIK_ITEM_SOURCE = "sdk"
+# Trace fields the judge-score search does not need (``start_time`` must stay: the SDK requires it).
+OPIK_TRACE_EXCLUDE = [
+    "input",
+    "output",
+    "tags",
+    "usage",
+    "error_info",
+    "comments",
+    "guardrails_validations",
+    "span_feedback_scores",
+]
+RETRYABLE_HTTP_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+# One Opik client per resource instance, built on first use; threads of one step share it.
+_OPIK_CLIENT_LOCK = threading.Lock()
+
+
+class OpikDatasetStoreError(DatasetSyncError):
+    """An Opik call failed. The message names Opik and the dataset (or project), never the api key."""
+
+
+class _WriteTimedOut(Exception):
+    """A dataset write outlived ``write_timeout_seconds`` (the SDK retries a 429 on a write forever)."""
+
+
+def _describe(exc: BaseException) -> str:
+    """A short account of an SDK or transport error, without headers (they may echo credentials)."""
+    from opik.rest_api.core.api_error import ApiError
+
+    if isinstance(exc, ApiError):
+        body = exc.body if isinstance(exc.body, str) else json.dumps(exc.body, default=str)
+        return f"HTTP {exc.status_code}: {body[:300]}"
+    text = str(exc) or repr(exc)
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    """Worth another attempt through a fresh dataset handle: overload, server errors, lost connections."""
+    import httpx
+    from opik.rest_api.core.api_error import ApiError
+
+    if isinstance(exc, ApiError):
+        return exc.status_code in RETRYABLE_HTTP_STATUS
+    return isinstance(exc, (httpx.TransportError, ConnectionError))
+
+
+def _status(exc: BaseException) -> int | None:
+    from opik.rest_api.core.api_error import ApiError
+
+    return exc.status_code if isinstance(exc, ApiError) else None
+
+
+def _is_uuid7(value: str) -> bool:
+    try:
+        parsed = uuid.UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return parsed.version == 7 and parsed.variant == uuid.RFC_4122
+
+
+def _oql_string(value: str) -> str:
+    """A double-quoted OQL string literal (OQL escapes a quote by doubling it)."""
+    return '"' + value.replace('"', '""') + '"'
+
+
+def to_opik_item(item: DatasetItem) -> dict[str, Any]:
+    """The flat dict ``Dataset.insert`` takes: reserved keys at the top, the seed's shape in ``data``."""
+    return {
+        "id": item.id,
+        "source": OPIK_ITEM_SOURCE,
+        "input": item.input,
+        "expected_output": item.expected_output,
+        "metadata": item.metadata,
+    }
+
+
+def from_opik_item(row: dict[str, Any], dataset: str) -> DatasetItem:
+    """An item as ``Dataset.get_items`` returns it (``id`` plus the item's data) back into ours."""
+    try:
+        return DatasetItem(
+            id=str(row["id"]),
+            input=row.get("input"),
+            expected_output=row.get("expected_output"),
+            metadata=row.get("metadata"),
+        )
+    except (ValidationError, KeyError, TypeError) as exc:
+        reason = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else repr(exc)
+        raise OpikDatasetStoreError(
+            f"Opik: item {row.get('id')} of dataset {dataset} is not in the pipeline's shape "
+            f"(input, expected_output, metadata with source and item_id): {reason}"
+        ) from None
+
+
+class OpikDatasetStore(DatasetStore):
+    """Datasets, items and judge scores in Opik, through the ``opik`` SDK (2.2.x).
+
+    What the SDK does that this class works around (see DESIGN.md, "Facts about the dependencies"):
+    a ``Dataset`` object remembers the content hash of every item sent through it and silently
+    drops a later item with the same hash -- even when the first send failed -- so every write
+    goes through a fresh ``client.get_dataset(...)`` with deduplication off (our diff already
+    decides what to write; an upsert by id is idempotent). A write answered 429 is retried by the
+    SDK without end, so writes and deletes run under a deadline of our own
+    (``write_timeout_seconds``) on a daemon thread, sequentially (``num_threads=1``) so that no
+    SDK worker pool outlives a timed-out write and blocks the process at exit.
+    """
+
+    url: str | None = Field(default=None, description="Opik API base URL (OPIK_URL_OVERRIDE); None = the SDK's default")
+    api_key: str | None = Field(default=None, description="Opik API key (OPIK_API_KEY); not needed by a local Opik")
+    workspace: str | None = Field(default=None, description="Opik workspace (OPIK_WORKSPACE)")
+    project_name: str = Field(
+        default="skill-pipeline", description="Opik project the datasets belong to and the judge's traces are in"
+    )
+    write_timeout_seconds: float = Field(
+        default=120, gt=0, description="bound on one write or delete, retries included (the SDK retries 429 forever)"
+    )
+    write_attempts: int = Field(
+        default=3, ge=1, description="attempts of a failed write, each through a fresh dataset handle"
+    )
+    retry_backoff_seconds: float = Field(default=2.0, ge=0, description="first wait between our own write attempts")
+    judge_concurrency: int = Field(
+        default=8, ge=1, description="trace searches in flight at once (OQL has no OR/IN on metadata: one per challenge)"
+    )
+
+    _client: Any = PrivateAttr(default=None)
+
+    @property
+    def backend(self) -> str:
+        return "Opik"
+
+    @property
+    def is_remote(self) -> bool:
+        return True
+
+    # -------------------------------------------------------------------------------- plumbing
+    def _redact(self, text: str) -> str:
+        if self.api_key and len(self.api_key) >= 4:
+            text = text.replace(self.api_key, "***")
+        return text
+
+    def _error(self, what: str, exc: BaseException | None = None, detail: str | None = None) -> OpikDatasetStoreError:
+        reason = detail if detail is not None else _describe(exc) if exc is not None else "unknown error"
+        return OpikDatasetStoreError(self._redact(f"Opik: {what} failed: {reason}"))
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """Re-raise anything the SDK raises as an error naming Opik and ``what``; no exception chain,
+        so neither a message nor a traceback can carry the key."""
+        try:
+            yield
+        except OpikDatasetStoreError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every SDK failure is reported the same way
+            raise self._error(what, exc) from None
+
+    def client(self) -> "opik.Opik":
+        """The Opik client, built on first use with everything passed explicitly (no config file)."""
+        with _OPIK_CLIENT_LOCK:
+            if self._client is None:
+                with self._errors(f"connecting to project {self.project_name}"):
+                    import opik
+
+                    self._client = opik.Opik(
+                        project_name=self.project_name,
+                        workspace=self.workspace,
+                        host=self.url,
+                        api_key=self.api_key,
+                    )
+            return self._client
+
+    def close(self) -> None:
+        """Release the SDK's connection resources (threads, pool)."""
+        with _OPIK_CLIENT_LOCK:
+            client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.end(timeout=5)
+            except Exception as exc:  # noqa: BLE001 - closing must not fail a step that succeeded
+                OPIK_LOGGER.warning("Opik: closing the client failed: %s", self._redact(_describe(exc)))
+
+    def teardown_after_execution(self, context: Any) -> None:
+        self.close()
+
+    def _dataset(self, name: str) -> "OpikDataset | None":
+        """A fresh dataset handle, or None when Opik answers 404."""
+        client = self.client()
+        try:
+            return client.get_dataset(name, project_name=self.project_name)
+        except Exception as exc:  # noqa: BLE001
+            if _status(exc) == 404:
+                return None
+            raise self._error(f"reading dataset {name} (project {self.project_name})", exc) from None
+
+    def _require(self, name: str, what: str) -> "OpikDataset":
+        dataset = self._dataset(name)
+        if dataset is None:
+            raise self._error(f"{what} dataset {name}", detail=f"it does not exist in project {self.project_name}")
+        return dataset
+
+    def _within(self, deadline: float, operation: Callable[[], None], label: str) -> None:
+        """Run ``operation`` on a daemon thread and give up on it at ``deadline``.
+
+        The SDK cannot be told to stop a write it is retrying, so a timed-out write may still land
+        later; it is an upsert of what we wanted written, and the next sync reads back and re-diffs.
+        """
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _WriteTimedOut()
+        outcome: dict[str, BaseException] = {}
+
+        def run() -> None:
+            try:
+                operation()
+            except BaseException as exc:  # noqa: BLE001 - handed back to the caller's thread
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=run, name=f"opik-{label}", daemon=True)
+        worker.start()
+        worker.join(remaining)
+        if worker.is_alive():
+            raise _WriteTimedOut()
+        if "error" in outcome:
+            raise outcome["error"]
+
+    def _write(self, name: str, what: str, operation: Callable[["OpikDataset"], None]) -> None:
+        """A dataset mutation with our own bounded retries, each through a fresh dataset handle."""
+        deadline = time.monotonic() + self.write_timeout_seconds
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.write_attempts) | tenacity.stop_after_delay(self.write_timeout_seconds),
+            wait=tenacity.wait_exponential(multiplier=self.retry_backoff_seconds, max=30),
+            retry=tenacity.retry_if_exception(_is_retryable),
+            before_sleep=lambda state: OPIK_LOGGER.warning(
+                "Opik: %s dataset %s failed (attempt %d of %d): %s; retrying through a fresh dataset handle",
+                what,
+                name,
+                state.attempt_number,
+                self.write_attempts,
+                self._redact(_describe(state.outcome.exception())) if state.outcome else "",
+            ),
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    dataset = self._require(name, what)
+                    self._within(deadline, lambda: operation(dataset), what.replace(" ", "-"))
+        except _WriteTimedOut:
+            raise self._error(
+                f"{what} dataset {name}",
+                detail=f"no answer within {self.write_timeout_seconds:g} s (Opik retries a write answered 429 "
+                "without end); it may still land, and the next sync reads back what is stored",
+            ) from None
+        except OpikDatasetStoreError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise self._error(f"{what} dataset {name}", exc) from None
+
+    # -------------------------------------------------------------------------------- interface
+    def dataset_exists(self, name: str) -> bool:
+        return self._dataset(name) is not None
+
+    def ensure_dataset(self, name: str, description: str) -> None:
+        """Get or create. Two runs creating the same dataset at once: the loser's 409 means it exists."""
+        if self._dataset(name) is not None:
+            return
+        try:
+            self.client().create_dataset(name, description=description, project_name=self.project_name)
+        except Exception as exc:  # noqa: BLE001
+            if _status(exc) != 409:
+                raise self._error(f"creating dataset {name} (project {self.project_name})", exc) from None
+            if self._dataset(name) is None:
+                raise self._error(
+                    f"creating dataset {name} (project {self.project_name})",
+                    detail="Opik answered 409 (exists) but the dataset cannot be read back",
+                ) from None
+            OPIK_LOGGER.info("Opik: dataset %s was created concurrently by another run; using it", name)
+
+    def read_items(self, name: str) -> list[DatasetItem]:
+        """Every item of the latest version (the SDK pins all pages of one read to it)."""
+        dataset = self._dataset(name)
+        if dataset is None:
+            return []
+        with self._errors(f"reading the items of dataset {name}"):
+            rows = dataset.get_items()
+        items = [from_opik_item(row, name) for row in rows]
+        ids = [item.id for item in items]
+        if len(set(ids)) != len(ids):
+            duplicate = next(i for i in ids if ids.count(i) > 1)
+            raise self._error(f"reading the items of dataset {name}", detail=f"item {duplicate} came back twice")
+        return items
+
+    def write_items(self, name: str, items: list[DatasetItem]) -> None:
+        """Insert or replace by id; one call is one new dataset version."""
+        if not items:
+            return
+        bad = [item.id for item in items if not _is_uuid7(item.id)]
+        if bad:
+            raise self._error(
+                f"writing to dataset {name}", detail=f"item id {bad[0]} is not a UUID version 7 (Opik answers 400)"
+            )
+        payloads = [to_opik_item(item) for item in items]
+        self._write(
+            name,
+            "writing to",
+            lambda dataset: dataset.insert(payloads, num_threads=1, deduplication=False),
+        )
+
+    def delete_items(self, name: str, ids: list[str]) -> None:
+        """Delete by id, only ids this dataset holds: Opik's delete endpoint is not scoped to a dataset."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return
+        dataset = self._dataset(name)
+        if dataset is None:
+            return
+        with self._errors(f"reading the items of dataset {name} before a delete"):
+            present = {str(row["id"]) for row in dataset.get_items()}
+        targets = [i for i in wanted if i in present]
+        if len(targets) < len(wanted):
+            OPIK_LOGGER.warning(
+                "Opik: %d of %d ids to delete are not in dataset %s; skipped",
+                len(wanted) - len(targets),
+                len(wanted),
+                name,
+            )
+        if targets:
+            self._write(name, "deleting from", lambda fresh: fresh.delete(targets))
+
+    def dataset_version(self, name: str) -> str | None:
+        """Name of the latest version (``v3``), which ``get_items`` reads are pinned to."""
+        dataset = self._dataset(name)
+        if dataset is None:
+            return None
+        with self._errors(f"reading the versions of dataset {name}"):
+            info = dataset.get_version_info()
+        if info is None:
+            return None
+        return info.version_name or info.version_hash or info.id
+
+    def judge_scores(self, challenge_ids: Iterable[str]) -> dict[str, float]:
+        """Mean of the judge's feedback score over the traces tagged with each challenge id.
+
+        OQL has neither OR nor IN on metadata, so it is one search per challenge, at most
+        ``judge_concurrency`` at once. A challenge without a judged trace is absent, never assumed.
+        """
+        ids = list(dict.fromkeys(str(c) for c in challenge_ids))
+        if not ids:
+            return {}
+        client = self.client()
+        missing_project: list[str] = []
+
+        def score(challenge_id: str) -> float | None:
+            try:
+                traces = client.search_traces(
+                    project_name=self.project_name,
+                    filter_string=f"metadata.challenge_id = {_oql_string(challenge_id)}",
+                    exclude=OPIK_TRACE_EXCLUDE,
+                )
+            except Exception as exc:  # noqa: BLE001
+                if _status(exc) == 404:
+                    missing_project.append(challenge_id)
+                    return None
+                raise self._error(
+                    f"searching judge traces of challenge {challenge_id} (project {self.project_name})", exc
+                ) from None
+            values = [
+                float(feedback.value)
+                for trace in traces
+                if str((trace.metadata or {}).get("challenge_id") if isinstance(trace.metadata, dict) else "")
+                == challenge_id
+                for feedback in trace.feedback_scores or []
+                if feedback.name == self.judge_score_name and math.isfinite(float(feedback.value))
+            ]
+            return sum(values) / len(values) if values else None
+
+        with ThreadPoolExecutor(max_workers=min(self.judge_concurrency, len(ids)), thread_name_prefix="opik-judge") as pool:
+            results = list(pool.map(score, ids))
+        if missing_project:
+            OPIK_LOGGER.warning(
+                "Opik: project %s has no traces (404); %d challenges have no judge score",
+                self.project_name,
+                len(missing_project),
+            )
+        return {cid: value for cid, value in zip(ids, results) if value is not None}

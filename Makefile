@@ -1,0 +1,45 @@
+# Every target bootstraps its own virtualenv: a fresh machine needs only python3 (3.11+).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# The demo and the UI share one Dagster instance and one local data folder, so what `make demo`
+# ran can be inspected with `make dev`.
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export SKILL_PIPELINE_HOME ?= $(CURDIR)/.skill_pipeline
+PORT ?= 3000
+
+.PHONY: install demo dev test bench validate clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# A local instance: SQLite storage in $(DAGSTER_HOME), telemetry off (production: deploy/dagster.yaml).
+$(DAGSTER_HOME)/dagster.yaml:
+	mkdir -p $(DAGSTER_HOME)
+	printf 'telemetry:\n  enabled: false\n' > $@
+
+demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m skill_pipeline.demo
+
+dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+validate: $(STAMP)
+	$(BIN)/dagster definitions validate -w workspace.yaml
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(DAGSTER_HOME) $(SKILL_PIPELINE_HOME)

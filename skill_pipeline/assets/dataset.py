@@ -1,0 +1,84 @@
+"""``skill_dataset``: the skill's evaluation dataset ``skill_{skill_id}_scenarios`` in the dataset store."""
+
+
+import dagster as dg
+import pandas as pd
+
+from skill_pipeline.assets.generation import frame_to_scenarios
+from skill_pipeline.core.composition import Composition, compose_dataset
+from skill_pipeline.core.promotion import candidates_from_frame
+from skill_pipeline.models import DIFFICULTY_LEVELS, SCENARIOS_PER_DIFFICULTY, SyncReport, dataset_name
+from skill_pipeline.partitions import skills_partitions
+from skill_pipeline.resources.dataset_store import DatasetStore
+from skill_pipeline.resources.skill_store import SkillStore
+
+
+class SkillDatasetConfig(dg.Config):
+    max_promotions: int = 5
+    """New real-world items a run may promote: replacement is gradual, a few slots at a time."""
+
+
+def status_metadata(composition: Composition, report: SyncReport, backend: str) -> dict:
+    """The seed's status endpoint as asset metadata, plus what the sync wrote."""
+    items = composition.target
+    real = sum(1 for item in items if item.source == "real_world")
+    table = composition.counts_by_difficulty()
+    rows = "\n".join(
+        f"| {d} | {table[d]['synthetic']} | {table[d]['real_world']} | "
+        f"{table[d]['synthetic'] + table[d]['real_world']}/{SCENARIOS_PER_DIFFICULTY} |"
+        for d in DIFFICULTY_LEVELS
+    )
+    return {
+        "dataset_name": report.dataset_name,
+        "dataset_store": backend,
+        "dataset_version": report.version or "",
+        "item_count": len(items),
+        "synthetic_count": len(items) - real,
+        "real_world_count": real,
+        "real_world_pct": dg.MetadataValue.float(round(100 * real / len(items), 1) if items else 0.0),
+        "items_inserted": report.inserted,
+        "items_updated": report.updated,
+        "items_deleted": report.deleted,
+        "items_unchanged": report.unchanged,
+        "newly_promoted": len(composition.newly_promoted),
+        "retired": len(composition.retired),
+        "per_difficulty": dg.MetadataValue.md(
+            "| difficulty | synthetic | real-world | slots |\n|---|---|---|---|\n" + rows
+        ),
+    }
+
+
+@dg.asset(
+    partitions_def=skills_partitions,
+    group_name="dataset",
+    kinds={"opik"},
+    description=(
+        "The Opik evaluation dataset skill_{skill_id}_scenarios: 5 slots per difficulty 1–10. Eligible "
+        "real-world challenges take slots from synthetic scenarios, best first, at most max_promotions "
+        "new ones a run. Synced by diff: new items inserted before displaced ones are deleted, "
+        "unchanged items not rewritten."
+    ),
+)
+def skill_dataset(
+    context: dg.AssetExecutionContext,
+    config: SkillDatasetConfig,
+    synthetic_scenarios: pd.DataFrame,
+    gold_standard_candidates: pd.DataFrame,
+    skill_store: SkillStore,
+    dataset_store: DatasetStore,
+) -> dg.MaterializeResult:
+    skill = skill_store.get_skill(context.partition_key)
+    name = dataset_name(skill.id)
+    pool = frame_to_scenarios(synthetic_scenarios)
+    candidates = candidates_from_frame(gold_standard_candidates)
+    composition = compose_dataset(
+        skill, pool, candidates, dataset_store.read_items(name), max_promotions=config.max_promotions
+    )
+    generators = sorted({row.generator for row in pool})
+    description = f"Challenge scenarios for {skill.name} (skill-pipeline; scenarios by {', '.join(generators)})"
+    report = dataset_store.sync(name, description, composition)
+    context.log.info(
+        f"{name}: {report.inserted} inserted, {report.updated} updated, {report.deleted} deleted, "
+        f"{report.unchanged} unchanged; promoted {composition.newly_promoted or 'none'}"
+    )
+    return dg.MaterializeResult(metadata=status_metadata(composition, report, dataset_store.backend))

@@ -1,0 +1,127 @@
+"""``synthetic_scenarios``: the pool of LLM-written scenarios a skill's dataset draws from."""
+
+
+from collections import Counter
+
+import dagster as dg
+import pandas as pd
+
+from skill_pipeline.core.generation import (
+    SCENARIO_PROMPT_VERSION,
+    SyntheticScenario,
+    assign_slots,
+    item_to_scenario,
+)
+from skill_pipeline.models import DIFFICULTY_LEVELS, SCENARIOS_PER_DIFFICULTY, Skill, TokenUsage, dataset_name
+from skill_pipeline.partitions import skills_partitions
+from skill_pipeline.resources.dataset_store import DatasetStore
+from skill_pipeline.resources.llm import ScenarioLLM, estimate_cost_usd
+from skill_pipeline.resources.skill_store import SkillStore
+
+
+class SyntheticScenariosConfig(dg.Config):
+    force_regenerate: bool = False
+    """Write all 50 scenarios anew even when the dataset holds an up-to-date pool."""
+
+
+class OfflineToRemoteError(dg.Failure):
+    pass
+
+
+def adoptable_pool(skill: Skill, dataset_store: DatasetStore) -> tuple[list[SyntheticScenario], dict[int, int], str]:
+    """The synthetic scenarios the skill's stored dataset already holds, the real-world items per
+    difficulty that fill the other slots, and why the pool is (not) usable.
+
+    A pool written for another name or description of the skill (its fingerprint differs) is stale.
+    """
+    stored = dataset_store.read_items(dataset_name(skill.id))
+    rows = [row for row in (item_to_scenario(item) for item in stored) if row is not None]
+    real = Counter(item.difficulty for item in stored if item.source == "real_world")
+    if not rows:
+        return [], {}, "no stored synthetic items"
+    stale = [r for r in rows if r.skill_fingerprint and r.skill_fingerprint != skill.fingerprint]
+    if stale:
+        return [], {}, f"{len(stale)} stored items were written for a previous name or description"
+    return assign_slots(rows), dict(real), f"adopted {len(rows)} stored synthetic items"
+
+
+def scenarios_frame(rows: list[SyntheticScenario]) -> pd.DataFrame:
+    columns = list(SyntheticScenario.model_fields)
+    return pd.DataFrame([r.model_dump() for r in rows], columns=columns)
+
+
+def frame_to_scenarios(frame: pd.DataFrame) -> list[SyntheticScenario]:
+    return [SyntheticScenario.model_validate(record) for record in frame.to_dict("records")]
+
+
+@dg.asset(
+    partitions_def=skills_partitions,
+    group_name="generation",
+    kinds={"anthropic", "pandas"},
+    pool="anthropic",
+    code_version=SCENARIO_PROMPT_VERSION,
+    description=(
+        "5 scenarios × difficulty 1–10 for one skill, written by the LLM (or adopted from the skill's "
+        "existing dataset instead of paying for new ones). Each row has a stable item key, the "
+        "generator, model and prompt version. Regenerated when the skill's name or description changes."
+    ),
+)
+def synthetic_scenarios(
+    context: dg.AssetExecutionContext,
+    config: SyntheticScenariosConfig,
+    skill_store: SkillStore,
+    dataset_store: DatasetStore,
+    llm: ScenarioLLM,
+) -> dg.Output[pd.DataFrame]:
+    skill = skill_store.get_skill(context.partition_key)
+    if config.force_regenerate:
+        pool, real, why = [], {}, "regeneration forced by config"
+    else:
+        pool, real, why = adoptable_pool(skill, dataset_store)
+    # Slots held by promoted real-world items need no synthetic scenario: on a fresh Dagster instance
+    # a dataset whose displaced scenarios were deleted is still adopted whole.
+    complete = all(
+        sum(1 for r in pool if r.difficulty == d) + real.get(d, 0) >= SCENARIOS_PER_DIFFICULTY
+        for d in DIFFICULTY_LEVELS
+    )
+    usage, calls, model = TokenUsage(), 0, None
+    if not complete:
+        if llm.generator == "offline" and dataset_store.is_remote:
+            raise OfflineToRemoteError(
+                description=(
+                    f"skill {skill.id}: scenarios would be written by the offline writer into "
+                    f"{dataset_store.backend}; set ANTHROPIC_API_KEY, or unset the Opik variables to "
+                    "use the local dataset store"
+                )
+            )
+        context.log.info(f"skill {skill.id}: {why}; asking {llm.service} for the missing scenarios")
+        result = llm.generate([skill], keep={skill.id: pool})[skill.id]
+        pool, usage, calls, model = result.rows, result.usage, result.calls, result.model
+    else:
+        context.log.info(f"skill {skill.id}: {why}; no LLM call")
+
+    by_difficulty = Counter(r.difficulty for r in pool)
+    generators = Counter(r.generator for r in pool)
+    frame = scenarios_frame(pool)
+    return dg.Output(
+        frame,
+        metadata={
+            "skill_name": skill.name,
+            "dataset_name": dataset_name(skill.id),
+            "scenarios": len(frame),
+            "source": "adopted" if complete else "generated",
+            "adoption": why,
+            "generators": ", ".join(f"{g}: {n}" for g, n in sorted(generators.items())),
+            "model": model or ", ".join(sorted({r.model for r in pool})),
+            "prompt_version": SCENARIO_PROMPT_VERSION,
+            "llm_calls": calls,
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "estimated_cost_usd": estimate_cost_usd(model or "", usage),
+            "per_difficulty": dg.MetadataValue.md(
+                "| difficulty | scenarios |\n|---|---|\n"
+                + "\n".join(f"| {d} | {by_difficulty.get(d, 0)} |" for d in DIFFICULTY_LEVELS)
+            ),
+            "preview": dg.MetadataValue.md(frame[["difficulty", "scenario"]].head(10).to_markdown(index=False)),
+        },
+    )

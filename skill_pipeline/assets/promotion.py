@@ -1,0 +1,63 @@
+"""``gold_standard_candidates``: every challenge of a skill, scored over all its answers."""
+
+
+import dagster as dg
+import pandas as pd
+
+from skill_pipeline.core.promotion import score_candidates
+from skill_pipeline.models import GoldStandardCriteria
+from skill_pipeline.partitions import skills_partitions
+from skill_pipeline.resources.dataset_store import DatasetStore
+from skill_pipeline.resources.skill_store import SkillStore
+
+
+class GoldStandardConfig(dg.Config):
+    """The gold-standard criteria, editable in the launchpad (defaults are the seed's)."""
+
+    min_response_time_score: float = 0.6
+    min_judge_score: float = 0.7
+    require_correct_answer: bool = True
+    min_correct_rate: float = 0.5
+    min_answers: int = 3
+
+    def criteria(self) -> GoldStandardCriteria:
+        return GoldStandardCriteria(**self.model_dump())
+
+
+@dg.asset(
+    partitions_def=skills_partitions,
+    group_name="promotion",
+    kinds={"supabase", "opik", "pandas"},
+    description=(
+        "Every challenge of the skill with ALL its answers aggregated: answer count, correct rate, "
+        "median response-time score, mean confidence, and the LLM judge's composite score from the "
+        "dataset store's feedback scores. `eligible` says whether it meets the gold-standard criteria, "
+        "`reason` why not. A missing judge score is a reason, never assumed."
+    ),
+)
+def gold_standard_candidates(
+    context: dg.AssetExecutionContext,
+    config: GoldStandardConfig,
+    skill_store: SkillStore,
+    dataset_store: DatasetStore,
+) -> dg.Output[pd.DataFrame]:
+    skill_id = context.partition_key
+    data = skill_store.load_challenges(skill_id)
+    judge = dataset_store.judge_scores(data.challenges["id"].astype(str).tolist())
+    criteria = config.criteria()
+    frame, summary = score_candidates(data.challenges, data.answers, judge, criteria)
+    rejected = "\n".join(f"| {reason} | {n} |" for reason, n in sorted(summary.rejected_by_reason.items()))
+    context.log.info(f"skill {skill_id}: {summary.eligible} eligible of {summary.challenges_read} challenges")
+    return dg.Output(
+        frame,
+        metadata={
+            "challenges_read": summary.challenges_read,
+            "answers_read": summary.answers_read,
+            "answers_invalid": summary.answers_invalid,
+            "judge_scores_found": len(judge),
+            "eligible": summary.eligible,
+            "rejected": summary.challenges_read - summary.eligible,
+            "rejected_by_reason": dg.MetadataValue.md("| reason | challenges |\n|---|---|\n" + rejected),
+            "criteria": dg.MetadataValue.json(criteria.model_dump()),
+        },
+    )

@@ -1,0 +1,92 @@
+"""The code location: assets, checks, jobs, sensor, schedule, and resources chosen from the environment.
+
+Each external system is real when its credentials are set and embedded otherwise:
+
+| system      | real when set                          | embedded default                          |
+|-------------|----------------------------------------|-------------------------------------------|
+| app data    | SUPABASE_URL + SUPABASE_KEY            | SQLite app database seeded with demo data |
+| datasets    | OPIK_API_KEY or OPIK_URL_OVERRIDE      | SQLite dataset store                      |
+| LLM         | ANTHROPIC_API_KEY                      | deterministic offline writer (labelled)   |
+
+Secrets are passed as ``EnvVar`` so they are read at run time and never shown in the UI.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import dagster as dg
+
+from skill_pipeline.assets.dataset import skill_dataset
+from skill_pipeline.assets.generation import synthetic_scenarios
+from skill_pipeline.assets.promotion import gold_standard_candidates
+from skill_pipeline.checks import skill_dataset_checks, synthetic_scenarios_are_complete
+from skill_pipeline.jobs import promotion_job, skill_dataset_job
+from skill_pipeline.resources import local_home
+from skill_pipeline.schedules import promotion_schedule
+from skill_pipeline.sensors import skill_sensor
+
+
+def build_resources(env: Mapping[str, str] | None = None) -> dict[str, dg.ConfigurableResource]:
+    """The three resources for this environment (see the module docstring)."""
+    env = os.environ if env is None else env
+    home = local_home()
+
+    if env.get("SUPABASE_URL") and env.get("SUPABASE_KEY"):
+        from skill_pipeline.resources.skill_store import SupabaseSkillStore
+
+        skill_store: dg.ConfigurableResource = SupabaseSkillStore(
+            url=dg.EnvVar("SUPABASE_URL"), key=dg.EnvVar("SUPABASE_KEY")
+        )
+    else:
+        from skill_pipeline.resources.skill_store import SqliteSkillStore
+
+        skill_store = SqliteSkillStore(path=str(home / "app.sqlite"))
+
+    if env.get("OPIK_API_KEY") or env.get("OPIK_URL_OVERRIDE"):
+        from skill_pipeline.resources.dataset_store import OpikDatasetStore
+
+        opik_args: dict = {"project_name": env.get("OPIK_PROJECT_NAME", "skill-pipeline")}
+        for field, variable in (("url", "OPIK_URL_OVERRIDE"), ("api_key", "OPIK_API_KEY"), ("workspace", "OPIK_WORKSPACE")):
+            if env.get(variable):
+                opik_args[field] = dg.EnvVar(variable)
+        if env.get("OPIK_JUDGE_SCORE_NAME"):
+            opik_args["judge_score_name"] = env["OPIK_JUDGE_SCORE_NAME"]
+        dataset_store: dg.ConfigurableResource = OpikDatasetStore(**opik_args)
+    else:
+        from skill_pipeline.resources.dataset_store import LocalDatasetStore
+
+        dataset_store = LocalDatasetStore(path=str(home / "datasets.sqlite"))
+
+    if env.get("ANTHROPIC_API_KEY"):
+        from skill_pipeline.resources.llm import AnthropicLLM
+
+        llm_args: dict = {"api_key": dg.EnvVar("ANTHROPIC_API_KEY")}
+        if env.get("ANTHROPIC_MODEL"):
+            llm_args["model"] = env["ANTHROPIC_MODEL"]
+        if env.get("ANTHROPIC_BASE_URL"):
+            llm_args["base_url"] = env["ANTHROPIC_BASE_URL"]
+        if env.get("SKILL_PIPELINE_LLM_CONCURRENCY"):
+            llm_args["max_concurrency"] = int(env["SKILL_PIPELINE_LLM_CONCURRENCY"])
+        llm: dg.ConfigurableResource = AnthropicLLM(**llm_args)
+    else:
+        from skill_pipeline.resources.llm import OfflineLLM
+
+        llm = OfflineLLM()
+
+    return {"skill_store": skill_store, "dataset_store": dataset_store, "llm": llm}
+
+
+def build_definitions(env: Mapping[str, str] | None = None) -> dg.Definitions:
+    return dg.Definitions(
+        assets=[synthetic_scenarios, gold_standard_candidates, skill_dataset],
+        asset_checks=[synthetic_scenarios_are_complete, skill_dataset_checks],
+        jobs=[skill_dataset_job, promotion_job],
+        sensors=[skill_sensor],
+        schedules=[promotion_schedule],
+        resources=build_resources(env),
+    )
+
+
+defs = build_definitions()

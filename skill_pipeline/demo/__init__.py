@@ -1,0 +1,1 @@
+"""Demo data for the embedded defaults: a realistic learning app to run the pipeline on."""

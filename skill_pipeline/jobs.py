@@ -1,0 +1,19 @@
+"""Jobs over the per-skill assets; each can be launched or backfilled for any set of skills in the UI."""
+
+import dagster as dg
+
+from skill_pipeline.partitions import skills_partitions
+
+skill_dataset_job = dg.define_asset_job(
+    "skill_dataset_job",
+    selection=dg.AssetSelection.assets("synthetic_scenarios", "gold_standard_candidates", "skill_dataset"),
+    partitions_def=skills_partitions,
+    description="Scenarios, candidates and dataset of a skill: what the skill sensor runs for a new or changed skill.",
+)
+
+promotion_job = dg.define_asset_job(
+    "promotion",
+    selection=dg.AssetSelection.assets("gold_standard_candidates", "skill_dataset"),
+    partitions_def=skills_partitions,
+    description="Re-score real-world challenges and let eligible ones replace synthetic items (at most max_promotions a run).",
+)

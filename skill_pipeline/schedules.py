@@ -1,0 +1,33 @@
+"""``promotion_schedule``: daily promotion of real-world challenges for every active skill."""
+
+
+import os
+
+import dagster as dg
+
+from skill_pipeline.jobs import promotion_job
+from skill_pipeline.partitions import skills_partitions
+from skill_pipeline.resources.skill_store import SkillStore
+
+PROMOTION_CRON = os.environ.get("SKILL_PIPELINE_PROMOTION_CRON", "0 3 * * *")
+
+
+@dg.schedule(
+    job=promotion_job,
+    cron_schedule=PROMOTION_CRON,
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description=(
+        "Daily (03:00 UTC; SKILL_PIPELINE_PROMOTION_CRON) promotion run for every active skill that has a "
+        "partition. Run keys carry the tick's date, so a tick is never doubled."
+    ),
+)
+def promotion_schedule(context: dg.ScheduleEvaluationContext, skill_store: SkillStore):
+    known = set(context.instance.get_dynamic_partitions(skills_partitions.name))
+    tick = context.scheduled_execution_time.strftime("%Y-%m-%dT%H:%M")
+    requests = [
+        dg.RunRequest(partition_key=skill.id, run_key=f"promotion:{skill.id}:{tick}")
+        for skill in skill_store.list_skills(active_only=True)
+        if skill.id in known
+    ]
+    return requests or dg.SkipReason("no active skill has a partition yet (the skill sensor adds them)")

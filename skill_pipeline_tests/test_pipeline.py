@@ -1,0 +1,135 @@
+"""The Dagster definitions on a real DagsterInstance: sensor, assets, checks, adoption, regeneration."""
+
+import dagster as dg
+import pytest
+
+from skill_pipeline.demo.seed import DEMO_SKILLS, demo_skill_id
+from skill_pipeline.models import dataset_name
+from skill_pipeline.resources.dataset_store import LocalDatasetStore
+from skill_pipeline.resources.llm import OfflineLLM
+from skill_pipeline_tests.dagster_helpers import check_results, local_resources, materialize_skill, metadata, tick
+
+ACTIVE = [demo_skill_id(name) for name, _, active in DEMO_SKILLS if active]
+INACTIVE = [demo_skill_id(name) for name, _, active in DEMO_SKILLS if not active]
+SQL = demo_skill_id("SQL Querying")
+NO_PROMOTION = {"ops": {"skill_dataset": {"config": {"max_promotions": 0}}}}
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+@pytest.fixture
+def resources(tmp_path):
+    return local_resources(tmp_path)
+
+
+class ForbiddenLLM(OfflineLLM):
+    """Fails the test if the pipeline pays for scenarios it should have adopted."""
+
+    def write_scenarios(self, request):
+        raise AssertionError(f"unexpected LLM call for difficulty {request.difficulty}")
+
+
+def test_first_tick_adds_partitions_and_requests_runs_in_one_tick(instance, resources):
+    result = tick(instance, resources, cursor=None)
+    assert sorted(instance.get_dynamic_partitions("skills")) == sorted(ACTIVE)
+    assert sorted(r.partition_key for r in result.run_requests) == sorted(ACTIVE)
+    assert not set(INACTIVE) & {r.partition_key for r in result.run_requests}
+    assert len({r.run_key for r in result.run_requests}) == len(ACTIVE)
+
+    second = tick(instance, resources, cursor=result.cursor)
+    assert second.run_requests == [] and second.dynamic_partitions_requests == []
+
+
+def test_materialising_a_skill_builds_a_balanced_dataset_and_a_rerun_writes_nothing(instance, resources):
+    tick(instance, resources, cursor=None)
+    first = materialize_skill(instance, resources, SQL, run_config=NO_PROMOTION)
+    assert first.success
+    meta = metadata(first, "skill_dataset")
+    assert meta["item_count"] == 50 and meta["items_inserted"] == 50 and meta["items_deleted"] == 0
+    assert meta["real_world_count"] == 0
+    assert meta["dataset_name"] == dataset_name(SQL)
+    checks = check_results(first)
+    assert len(checks) == 7 and all(checks.values()), checks
+    scenarios = metadata(first, "synthetic_scenarios")
+    assert scenarios["scenarios"] == 50 and scenarios["source"] == "generated"
+    assert "offline: 50" in scenarios["generators"]
+
+    again = materialize_skill(instance, resources, SQL, run_config=NO_PROMOTION)
+    meta = metadata(again, "skill_dataset")
+    assert (meta["items_inserted"], meta["items_updated"], meta["items_deleted"], meta["items_unchanged"]) == (0, 0, 0, 50)
+    assert metadata(again, "synthetic_scenarios")["source"] == "adopted"
+
+
+def test_existing_dataset_is_adopted_not_regenerated(tmp_path, resources):
+    with dg.instance_for_test() as first_instance:
+        tick(first_instance, resources, cursor=None)
+        assert materialize_skill(first_instance, resources, SQL).success
+    stored = resources["dataset_store"].read_items(dataset_name(SQL))
+
+    # A fresh Dagster instance (no stored outputs), the same dataset store, an LLM that must not be called.
+    adopting = {**resources, "llm": ForbiddenLLM()}
+    with dg.instance_for_test() as fresh:
+        tick(fresh, adopting, cursor=None)
+        result = materialize_skill(fresh, adopting, SQL, run_config=NO_PROMOTION)
+        assert result.success
+        assert metadata(result, "synthetic_scenarios")["source"] == "adopted"
+        assert metadata(result, "synthetic_scenarios")["llm_calls"] == 0
+        assert metadata(result, "skill_dataset")["items_inserted"] == 0
+    assert {i.id: i.content_hash for i in resources["dataset_store"].read_items(dataset_name(SQL))} == {
+        i.id: i.content_hash for i in stored
+    }
+
+
+def test_changed_description_is_noticed_and_regenerates_in_place(instance, resources):
+    first = tick(instance, resources, cursor=None)
+    assert materialize_skill(instance, resources, SQL, run_config=NO_PROMOTION).success
+    store = resources["skill_store"]
+    skill = store.get_skill(SQL)
+    store.upsert_skill(skill.model_copy(update={"description": "Advanced SQL: recursive CTEs, lateral joins, partitioning"}))
+
+    second = tick(instance, resources, cursor=first.cursor)
+    assert [r.partition_key for r in second.run_requests] == [SQL]
+    assert second.run_requests[0].tags["skill_pipeline/reason"] == "name or description changed"
+    assert second.run_requests[0].run_key not in {r.run_key for r in first.run_requests}
+
+    result = materialize_skill(instance, resources, SQL, run_config=NO_PROMOTION)
+    assert metadata(result, "synthetic_scenarios")["source"] == "generated"
+    meta = metadata(result, "skill_dataset")
+    assert (meta["item_count"], meta["items_inserted"], meta["items_deleted"]) == (50, 0, 0)
+    assert meta["items_updated"] == 50
+    items = resources["dataset_store"].read_items(dataset_name(SQL))
+    assert all("recursive CTEs" in i.input["skill_description"] for i in items)
+
+
+def test_deactivated_skill_gets_no_run_and_reactivation_gets_a_new_run_key(instance, resources):
+    first = tick(instance, resources, cursor=None)
+    store = resources["skill_store"]
+    skill = store.get_skill(SQL)
+    store.upsert_skill(skill.model_copy(update={"active": False}))
+    off = tick(instance, resources, cursor=first.cursor)
+    assert off.run_requests == []
+    store.upsert_skill(skill)
+    on = tick(instance, resources, cursor=off.cursor)
+    assert [r.partition_key for r in on.run_requests] == [SQL]
+    assert on.run_requests[0].run_key not in {r.run_key for r in first.run_requests}
+
+
+def test_offline_scenarios_never_go_to_a_remote_store(instance, tmp_path, resources):
+    class RemoteLookingStore(LocalDatasetStore):
+        @property
+        def is_remote(self) -> bool:
+            return True
+
+        @property
+        def backend(self) -> str:
+            return "Opik"
+
+    remote = {**resources, "dataset_store": RemoteLookingStore(path=str(tmp_path / "remote.sqlite"))}
+    tick(instance, remote, cursor=None)
+    with pytest.raises(dg.Failure, match="offline writer into Opik; set ANTHROPIC_API_KEY"):
+        materialize_skill(instance, remote, SQL)
+    assert remote["dataset_store"].read_items(dataset_name(SQL)) == []
