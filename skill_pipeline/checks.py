@@ -9,8 +9,10 @@ import dagster as dg
 import pandas as pd
 
 from skill_pipeline.assets.dataset import skill_dataset
+from skill_pipeline.assets.evaluation import prompt_experiment
 from skill_pipeline.assets.generation import frame_to_scenarios, synthetic_scenarios
 from skill_pipeline.core import audit
+from skill_pipeline.core.experiment import regression_verdict
 from skill_pipeline.models import DIFFICULTY_LEVELS, SCENARIOS_PER_DIFFICULTY, dataset_name, find_placeholder
 from skill_pipeline.partitions import skills_partitions
 from skill_pipeline.resources.dataset_store import DatasetStore
@@ -95,3 +97,37 @@ def skill_dataset_checks(
     }
     for name, verdict in verdicts.items():
         yield _result(name, verdict, skill_dataset.key)
+
+
+class ExperimentRegressionConfig(dg.Config):
+    threshold: float = 0.7
+    """The mean score (0–1) under which the prompt fails."""
+    tolerance: float = 0.05
+    """How far the mean may fall against the previous materialisation of the same skill."""
+
+
+@dg.asset_check(
+    asset=prompt_experiment,
+    partitions_def=skills_partitions,
+    description="Fails when the experiment's mean score is under the threshold or fell by more than the "
+    "tolerance against the previous materialisation of the same skill.",
+)
+def prompt_experiment_regression(
+    context: dg.AssetCheckExecutionContext, config: ExperimentRegressionConfig
+) -> dg.AssetCheckResult:
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=prompt_experiment.key, asset_partitions=[context.partition_key]), limit=2
+    ).records
+    means = [
+        record.asset_materialization.metadata.get("mean") if record.asset_materialization else None
+        for record in records
+    ]
+    current = means[0].value if means and means[0] is not None else None
+    previous = means[1].value if len(means) > 1 and means[1] is not None else None
+    passed, reason = regression_verdict(current, previous, config.threshold, config.tolerance)
+    metadata = {"reason": reason, "threshold": config.threshold, "tolerance": config.tolerance}
+    if current is not None:
+        metadata["mean"] = current
+    if previous is not None:
+        metadata["previous_mean"] = previous
+    return dg.AssetCheckResult(passed=passed, metadata=metadata)

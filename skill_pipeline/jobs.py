@@ -17,3 +17,11 @@ promotion_job = dg.define_asset_job(
     partitions_def=skills_partitions,
     description="Re-score real-world challenges and let eligible ones replace synthetic items (at most max_promotions a run).",
 )
+
+experiment_job = dg.define_asset_job(
+    "experiment",
+    selection=dg.AssetSelection.assets("prompt_experiment"),
+    partitions_def=skills_partitions,
+    description="Run the challenge-generation prompt over the skill's dataset and score it (config selects "
+    "the prompt version and an optional candidate to compare).",
+)

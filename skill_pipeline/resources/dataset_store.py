@@ -10,20 +10,57 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from dagster import ConfigurableResource
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from skill_pipeline.core.composition import Composition
+from skill_pipeline.core.experiment import ScoreRow
+from skill_pipeline.core.metrics import score_challenge, score_values
 from skill_pipeline.models import DatasetItem, SyncReport
 
 
 class DatasetSyncError(RuntimeError):
     pass
+
+
+ExperimentTask = Callable[[DatasetItem], dict[str, Any]]
+
+
+class ExperimentRecord(BaseModel):
+    """One experiment over a dataset: where it is recorded and each item's scores."""
+
+    experiment_id: str
+    experiment_name: str
+    location: str
+    rows: list[ScoreRow]
+
+
+def score_row(item: DatasetItem, output: dict[str, Any], scores: dict[str, float]) -> ScoreRow:
+    usage = output.get("usage") or {}
+    return ScoreRow(
+        item_id=item.id,
+        difficulty=item.difficulty,
+        source=item.source,
+        scores=scores,
+        input_tokens=int(usage.get("input_tokens", 0)),
+        output_tokens=int(usage.get("output_tokens", 0)),
+    )
+
+
+def evaluate_locally(items: list[DatasetItem], task: ExperimentTask, threads: int) -> list[ScoreRow]:
+    """The experiment without a server: the same task and the same Opik metric objects."""
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        outputs = list(pool.map(task, items))
+    return [
+        score_row(item, output, score_values(score_challenge(output, item))) for item, output in zip(items, outputs)
+    ]
 
 
 class DatasetStore(ConfigurableResource):
@@ -64,6 +101,19 @@ class DatasetStore(ConfigurableResource):
 
     def judge_scores(self, challenge_ids: Iterable[str]) -> dict[str, float]:
         """The judge's composite score per challenge id; a challenge without one is absent."""
+        raise NotImplementedError
+
+    def run_experiment(
+        self,
+        name: str,
+        items: list[DatasetItem],
+        task: ExperimentTask,
+        experiment_name: str,
+        experiment_config: dict[str, Any],
+        threads: int,
+    ) -> ExperimentRecord:
+        """Run ``task`` over the dataset's items, score every output with ``core.metrics`` and record
+        the experiment where this store keeps them."""
         raise NotImplementedError
 
     def sync(self, name: str, description: str, composition: Composition) -> SyncReport:
@@ -220,6 +270,47 @@ class LocalDatasetStore(DatasetStore):
                 [(cid, name or self.judge_score_name, value) for cid, value in scores.items()],
             )
 
+    def run_experiment(
+        self,
+        name: str,
+        items: list[DatasetItem],
+        task: ExperimentTask,
+        experiment_name: str,
+        experiment_config: dict[str, Any],
+        threads: int,
+    ) -> ExperimentRecord:
+        rows = evaluate_locally(items, task, threads)
+        experiment_id = str(uuid.uuid4())
+        with closing(self.connect()) as conn, conn:
+            conn.execute(
+                "insert into experiments (id, dataset_name, name, created_at, config, results) values (?, ?, ?, ?, ?, ?)",
+                (
+                    experiment_id,
+                    name,
+                    experiment_name,
+                    datetime.now(timezone.utc).isoformat(),
+                    json.dumps(experiment_config, sort_keys=True),
+                    json.dumps([row.model_dump() for row in rows]),
+                ),
+            )
+        return ExperimentRecord(
+            experiment_id=experiment_id,
+            experiment_name=experiment_name,
+            location=f"{self.path} (table experiments)",
+            rows=rows,
+        )
+
+    def experiments(self, name: str) -> list[dict[str, Any]]:
+        with closing(self.connect()) as conn:
+            rows = conn.execute(
+                "select id, name, created_at, config, results from experiments where dataset_name = ? order by created_at",
+                (name,),
+            ).fetchall()
+        return [
+            {"id": r[0], "name": r[1], "created_at": r[2], "config": json.loads(r[3]), "results": json.loads(r[4])}
+            for r in rows
+        ]
+
     def dataset_names(self) -> list[str]:
         with closing(self.connect()) as conn:
             return [row[0] for row in conn.execute("select name from datasets order by name")]
@@ -274,8 +365,8 @@ class OpikDatasetStoreError(DatasetSyncError):
     """An Opik call failed. The message names Opik and the dataset (or project), never the api key."""
 
 
-class _WriteTimedOut(Exception):
-    """A dataset write outlived ``write_timeout_seconds`` (the SDK retries a 429 on a write forever)."""
+class _TimedOut(Exception):
+    """An SDK call outlived our deadline (the SDK retries writes and searches answered 429 forever)."""
 
 
 def _describe(exc: BaseException) -> str:
@@ -311,6 +402,12 @@ def _is_uuid7(value: str) -> bool:
     except (ValueError, TypeError, AttributeError):
         return False
     return parsed.version == 7 and parsed.variant == uuid.RFC_4122
+
+
+def _trace_challenge_id(trace: Any) -> str | None:
+    metadata = trace.metadata if isinstance(trace.metadata, dict) else {}
+    value = metadata.get("challenge_id")
+    return None if value is None else str(value)
 
 
 def _oql_string(value: str) -> str:
@@ -372,6 +469,9 @@ class OpikDatasetStore(DatasetStore):
         default=3, ge=1, description="attempts of a failed write, each through a fresh dataset handle"
     )
     retry_backoff_seconds: float = Field(default=2.0, ge=0, description="first wait between our own write attempts")
+    search_timeout_seconds: float = Field(
+        default=300, gt=0, description="bound on one judge_scores call (the SDK retries a search answered 429 forever)"
+    )
     judge_concurrency: int = Field(
         default=8, ge=1, description="trace searches in flight at once (OQL has no OR/IN on metadata: one per challenge)"
     )
@@ -459,7 +559,7 @@ class OpikDatasetStore(DatasetStore):
         """
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise _WriteTimedOut()
+            raise _TimedOut()
         outcome: dict[str, BaseException] = {}
 
         def run() -> None:
@@ -472,7 +572,7 @@ class OpikDatasetStore(DatasetStore):
         worker.start()
         worker.join(remaining)
         if worker.is_alive():
-            raise _WriteTimedOut()
+            raise _TimedOut()
         if "error" in outcome:
             raise outcome["error"]
 
@@ -498,7 +598,7 @@ class OpikDatasetStore(DatasetStore):
                 with attempt:
                     dataset = self._require(name, what)
                     self._within(deadline, lambda: operation(dataset), what.replace(" ", "-"))
-        except _WriteTimedOut:
+        except _TimedOut:
             raise self._error(
                 f"{what} dataset {name}",
                 detail=f"no answer within {self.write_timeout_seconds:g} s (Opik retries a write answered 429 "
@@ -595,33 +695,44 @@ class OpikDatasetStore(DatasetStore):
         """Mean of the judge's feedback score over the traces tagged with each challenge id.
 
         OQL has neither OR nor IN on metadata, so it is one search per challenge, at most
-        ``judge_concurrency`` at once. A challenge without a judged trace is absent, never assumed.
+        ``judge_concurrency`` at once, all within ``search_timeout_seconds`` (the SDK retries a
+        search answered 429 without end). A challenge without a judged trace is absent, never assumed.
         """
         ids = list(dict.fromkeys(str(c) for c in challenge_ids))
         if not ids:
             return {}
         client = self.client()
+        deadline = time.monotonic() + self.search_timeout_seconds
         missing_project: list[str] = []
 
         def score(challenge_id: str) -> float | None:
-            try:
-                traces = client.search_traces(
-                    project_name=self.project_name,
-                    filter_string=f"metadata.challenge_id = {_oql_string(challenge_id)}",
-                    exclude=OPIK_TRACE_EXCLUDE,
+            what = f"searching the judge traces of challenge {challenge_id} (project {self.project_name})"
+            found: list[Any] = []
+
+            def search() -> None:
+                found.extend(
+                    client.search_traces(
+                        project_name=self.project_name,
+                        filter_string=f"metadata.challenge_id = {_oql_string(challenge_id)}",
+                        exclude=OPIK_TRACE_EXCLUDE,
+                    )
                 )
+
+            try:
+                self._within(deadline, search, "judge-search")
+            except _TimedOut:
+                raise self._error(
+                    what, detail=f"no answer within {self.search_timeout_seconds:g} s (Opik retries a 429 without end)"
+                ) from None
             except Exception as exc:  # noqa: BLE001
                 if _status(exc) == 404:
                     missing_project.append(challenge_id)
                     return None
-                raise self._error(
-                    f"searching judge traces of challenge {challenge_id} (project {self.project_name})", exc
-                ) from None
+                raise self._error(what, exc) from None
             values = [
                 float(feedback.value)
-                for trace in traces
-                if str((trace.metadata or {}).get("challenge_id") if isinstance(trace.metadata, dict) else "")
-                == challenge_id
+                for trace in found
+                if _trace_challenge_id(trace) == challenge_id  # guard against a filter the backend ignored
                 for feedback in trace.feedback_scores or []
                 if feedback.name == self.judge_score_name and math.isfinite(float(feedback.value))
             ]

@@ -19,12 +19,27 @@ from typing import Mapping
 from dagster import ConfigurableResource
 from pydantic import BaseModel, Field
 
+from skill_pipeline.challenge_prompt import (
+    CHALLENGE_TOOL_NAME,
+    CHALLENGE_TOOL_SCHEMA,
+    DIFFICULTY_JUDGE_SCHEMA,
+    DIFFICULTY_JUDGE_TOOL_NAME,
+    ChallengeRequest,
+    DifficultyJudgeRequest,
+    render_judge_prompt,
+)
 from skill_pipeline.core.generation import (
     SCENARIO_PROMPT_VERSION,
     ScenarioParseError,
     SyntheticScenario,
     parse_scenarios_partial,
     synthetic_item_key,
+)
+from skill_pipeline.resources.offline_challenges import (
+    OFFLINE_CHALLENGE_MODEL,
+    OFFLINE_JUDGE_MODEL,
+    offline_judge_difficulty,
+    offline_write_challenge,
 )
 from skill_pipeline.models import (
     DIFFICULTY_LEVELS,
@@ -86,6 +101,14 @@ class ScenarioLLM(ConfigurableResource):
         return self.generator
 
     def write_scenarios(self, request: ScenarioRequest) -> LLMReply:
+        raise NotImplementedError
+
+    def write_challenge(self, request: ChallengeRequest) -> LLMReply:
+        """One challenge for one dataset item, from a rendered challenge-generation prompt (experiments)."""
+        raise NotImplementedError
+
+    def judge_difficulty(self, request: DifficultyJudgeRequest) -> LLMReply:
+        """The LLM judge's 1–10 difficulty estimate of a generated challenge (experiments)."""
         raise NotImplementedError
 
     def generate(
@@ -319,6 +342,14 @@ class OfflineLLM(ScenarioLLM):
         text = json.dumps(scenarios, indent=2)
         usage = TokenUsage(input_tokens=0, output_tokens=0)
         return LLMReply(text=text, usage=usage, model=self.model, generator="offline")
+
+    def write_challenge(self, request: ChallengeRequest) -> LLMReply:
+        return LLMReply(
+            text=offline_write_challenge(request), model=OFFLINE_CHALLENGE_MODEL, generator="offline"
+        )
+
+    def judge_difficulty(self, request: DifficultyJudgeRequest) -> LLMReply:
+        return LLMReply(text=offline_judge_difficulty(request), model=OFFLINE_JUDGE_MODEL, generator="offline")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -579,3 +610,9 @@ class AnthropicLLM(ScenarioLLM):
 
     def write_scenarios(self, request: ScenarioRequest) -> LLMReply:
         return self._call(build_scenario_prompt(request), "record_scenarios", SCENARIO_TOOL_SCHEMA)
+
+    def write_challenge(self, request: ChallengeRequest) -> LLMReply:
+        return self._call(request.prompt, CHALLENGE_TOOL_NAME, CHALLENGE_TOOL_SCHEMA)
+
+    def judge_difficulty(self, request: DifficultyJudgeRequest) -> LLMReply:
+        return self._call(render_judge_prompt(request), DIFFICULTY_JUDGE_TOOL_NAME, DIFFICULTY_JUDGE_SCHEMA)
