@@ -341,8 +341,8 @@ if TYPE_CHECKING:  # the SDK is imported lazily: a local-only run never pays for
 OPIK_LOGGER = logging.getLogger("skill_pipeline.resources.dataset_store.opik")
 
 # Opik reserves ``id``, ``source``, ``trace_id`` and ``span_id`` at the top of an item; everything
-# else lands in the item's ``data``. The item ``source`` must be one Opik accepts (manual | trace | span | sdk); provenance
-# (synthetic | real_world) stays in ``metadata.source``.
+# else lands in the item's ``data``. The item ``source`` must be one Opik accepts (manual | trace |
+# span | sdk); provenance (synthetic | real_world) stays in ``metadata.source``.
 OPIK_ITEM_SOURCE = "sdk"
 # Trace fields the judge-score search does not need (``start_time`` must stay: the SDK requires it).
 OPIK_TRACE_EXCLUDE = [
@@ -523,7 +523,12 @@ class OpikDatasetStore(DatasetStore):
             return self._client
 
     def close(self) -> None:
-        """Release the SDK's connection resources (threads, pool)."""
+        """Release the SDK's connection resources (threads, pool).
+
+        Not wired to ``teardown_after_execution``: overriding it makes Dagster refuse
+        ``process_config_and_initialize``. The SDK shares one connection bundle per configuration
+        and closes it at process exit, so a run that never calls this leaks nothing.
+        """
         with _OPIK_CLIENT_LOCK:
             client, self._client = self._client, None
         if client is not None:
@@ -531,9 +536,6 @@ class OpikDatasetStore(DatasetStore):
                 client.end(timeout=5)
             except Exception as exc:  # noqa: BLE001 - closing must not fail a step that succeeded
                 OPIK_LOGGER.warning("Opik: closing the client failed: %s", self._redact(_describe(exc)))
-
-    def teardown_after_execution(self, context: Any) -> None:
-        self.close()
 
     def _dataset(self, name: str) -> "OpikDataset | None":
         """A fresh dataset handle, or None when Opik answers 404."""

@@ -27,6 +27,23 @@ class SkillNotFound(LookupError):
     pass
 
 
+def normalise_challenges(frame: pd.DataFrame) -> pd.DataFrame:
+    """The same dtypes from every backend, whatever the data (empty, nulls or not)."""
+    frame = frame.reindex(columns=CHALLENGE_COLUMNS)
+    frame["explanation"] = frame["explanation"].fillna("")
+    return frame.astype(
+        {"id": "str", "skill_id": "str", "difficulty": "int64", "question": "str", "options_json": "str",
+         "correct_option": "int64", "explanation": "str"}
+    )
+
+
+def normalise_answers(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.reindex(columns=ANSWER_COLUMNS)
+    return frame.astype(
+        {"challenge_id": "str", "is_correct": "bool", "response_time": "float64", "confidence": "float64"}
+    )
+
+
 @dataclass(frozen=True)
 class ChallengeData:
     """A skill's challenges and ALL their answers (not the first one: the seed's mistake).
@@ -157,8 +174,7 @@ class SqliteSkillStore(SkillStore):
                 "join challenges c on c.id = a.challenge_id where c.skill_id = ? order by a.id",
                 conn, params=(skill_id,),
             )
-        answers["is_correct"] = answers["is_correct"].astype(bool)
-        return ChallengeData(challenges=challenges, answers=answers)
+        return ChallengeData(challenges=normalise_challenges(challenges), answers=normalise_answers(answers))
 
     # Writes, for the demo and tests (the app owns these tables in production).
     def upsert_skill(self, skill: Skill) -> None:
@@ -177,8 +193,8 @@ class SqliteSkillStore(SkillStore):
 # Imports for this section live here so that the section can be read (and owned) on its own.
 import json  # noqa: E402
 import logging  # noqa: E402
-import threading  # noqa: E402
-from collections.abc import Callable  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 from typing import Any  # noqa: E402
 
 import httpx  # noqa: E402
@@ -203,7 +219,7 @@ _ANSWER_SELECT = "id,challenge_id,is_correct,response_time,confidence,challenges
 class SupabaseReadError(RuntimeError):
     """A read from Supabase failed for good. The message names Supabase, the table and the skill."""
 
-    def __init__(self, message: str, *, table: str, skill: str | None) -> None:
+    def __init__(self, message: str, *, table: str | None, skill: str | None) -> None:
         super().__init__(message)
         self.table = table
         self.skill = skill
@@ -216,8 +232,8 @@ class _TransientStatus(Exception):
     for a non-JSON body, the status as text: the status itself is not reliably recoverable from it.
     """
 
-    def __init__(self, status: int) -> None:
-        super().__init__(f"HTTP {status}")
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"HTTP {status} {reason}".strip())
         self.status = status
 
 
@@ -227,7 +243,7 @@ class _InconsistentRead(Exception):
 
 def _raise_on_transient_status(response: httpx.Response) -> None:
     if response.status_code in TRANSIENT_STATUSES:
-        raise _TransientStatus(response.status_code)
+        raise _TransientStatus(response.status_code, response.reason_phrase)
 
 
 _RETRYABLE = (httpx.TransportError, _TransientStatus)
@@ -288,7 +304,7 @@ def _validate_rows(adapter: TypeAdapter, rows: list[dict[str, Any]], what: str) 
         field = ".".join(str(part) for part in first["loc"][1:]) or "row"
         raise ValueError(
             f"{what}: row {index} (id {row_id!r}) is invalid: {field}: {first['msg']}"
-            f" ({exc.error_count()} error(s) in the page)"
+            f" ({exc.error_count()} error(s) in {len(rows)} rows)"
         ) from None
 
 
@@ -331,64 +347,59 @@ class SupabaseSkillStore(SkillStore):
     key: str = Field(repr=False, description="Supabase API key (SUPABASE_KEY); never logged")
     page_size: int = Field(default=1000, ge=1, description="rows asked per request (hosted PostgREST caps at 1000)")
     timeout_seconds: float = Field(default=30, gt=0, description="connect/read timeout of one request, seconds")
-    max_attempts: int = Field(default=4, ge=1, description="tries per request on transient failures (timeouts, 503, dropped connections)")
-    retry_backoff_seconds: float = Field(default=1.0, ge=0, description="first wait between tries; doubles each retry, capped at 30 s")
+    max_attempts: int = Field(
+        default=4, ge=1, description="tries per request on transient failures (timeouts, 503, dropped connections)"
+    )
+    retry_backoff_seconds: float = Field(
+        default=1.0, ge=0, description="first wait between tries; doubles each retry, capped at 30 s"
+    )
     consistency_attempts: int = Field(default=3, ge=1, description="full re-reads of a table whose pages do not add up")
-
-    _client: Any = PrivateAttr(default=None)
-    _http: httpx.Client | None = PrivateAttr(default=None)
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @property
     def backend(self) -> str:
         return "supabase"
 
     # -- client ---------------------------------------------------------------------------------
-    def _supabase(self) -> Any:
-        """The SDK client, built once on first use (a sensor listing skills may never need it)."""
-        with self._lock:
-            if self._client is None:
-                from supabase import ClientOptions, create_client
+    @contextmanager
+    def _session(self) -> Iterator[Any]:
+        """An SDK client for one public call, its connections closed at the end.
 
-                self._http = httpx.Client(
-                    timeout=httpx.Timeout(self.timeout_seconds),
-                    http2=True,
-                    follow_redirects=True,
-                    event_hooks={"response": [_raise_on_transient_status]},
-                )
-                options = ClientOptions(
-                    httpx_client=self._http,
-                    postgrest_client_retry=False,
-                    auto_refresh_token=False,
-                    persist_session=False,
-                )
-                try:
-                    self._client = create_client(self.url, self.key, options=options)
-                except Exception as exc:  # SupabaseException("Invalid URL"), ...
-                    self._http.close()
-                    self._http = None
-                    raise SupabaseReadError(
-                        f"Supabase client for {self.url!r} could not be created: {self._scrub(str(exc))}",
-                        table="-", skill=None,
-                    ) from None
-            return self._client
+        Building one costs ~30 ms, nothing next to the reads. A client kept on the resource would
+        need ``teardown_after_execution`` to be closed, and that hook makes Dagster treat the
+        resource as a generator: ``build_sensor_context(resources=...)`` then refuses it outside a
+        ``with`` block. A client per call also shares nothing between threads.
+        """
+        from supabase import ClientOptions, create_client
 
-    def close(self) -> None:
-        """Close the HTTP connections (the next read opens new ones)."""
-        with self._lock:
-            if self._http is not None:
-                self._http.close()
-            self._http = None
-            self._client = None
-
-    def teardown_after_execution(self, context: Any) -> None:
-        self.close()
+        http = httpx.Client(
+            timeout=httpx.Timeout(self.timeout_seconds),
+            http2=True,
+            follow_redirects=True,
+            event_hooks={"response": [_raise_on_transient_status]},
+        )
+        try:
+            options = ClientOptions(
+                httpx_client=http,
+                postgrest_client_retry=False,
+                auto_refresh_token=False,
+                persist_session=False,
+            )
+            try:
+                client = create_client(self.url, self.key, options=options)
+            except Exception as exc:  # SupabaseException("Invalid URL"), ...
+                raise SupabaseReadError(
+                    f"Supabase client for {self.url!r} could not be created: {self._scrub(str(exc))}",
+                    table=None, skill=None,
+                ) from None
+            yield client
+        finally:
+            http.close()
 
     def _scrub(self, text: str) -> str:
         return text.replace(self.key, "***") if self.key and len(self.key) >= 4 else text
 
     # -- one request ----------------------------------------------------------------------------
-    def _execute(self, build: Callable[[Any], Any], table: str, skill: str | None) -> Any:
+    def _execute(self, client: Any, build: Callable[[Any], Any], table: str, skill: str | None) -> Any:
         """Run one PostgREST request with bounded retries; every failure becomes SupabaseReadError."""
         about = _about(table, skill)
 
@@ -407,7 +418,6 @@ class SupabaseSkillStore(SkillStore):
             before_sleep=log_retry,
             reraise=True,
         )
-        client = self._supabase()
         try:
             return retrying(lambda: build(client.table(table)).execute())
         except _RETRYABLE as exc:
@@ -425,14 +435,14 @@ class SupabaseSkillStore(SkillStore):
 
     # -- paged read -----------------------------------------------------------------------------
     def _read_all(
-        self, table: str, columns: str, skill: str | None, filters: Callable[[Any], Any] = lambda q: q
+        self, client: Any, table: str, columns: str, skill: str | None, filters: Callable[[Any], Any]
     ) -> list[dict[str, Any]]:
         """Every row of ``table`` matching ``filters``, ordered by id, verified against the count."""
         about = _about(table, skill)
         problem = ""
         for attempt in range(1, self.consistency_attempts + 1):
             try:
-                return self._read_pages(table, columns, skill, filters)
+                return self._read_pages(client, table, columns, skill, filters)
             except _InconsistentRead as exc:
                 problem = str(exc)
                 _log.warning("Supabase read of %s did not add up (%s), read %d/%d", about, problem, attempt,
@@ -443,7 +453,7 @@ class SupabaseSkillStore(SkillStore):
         )
 
     def _read_pages(
-        self, table: str, columns: str, skill: str | None, filters: Callable[[Any], Any]
+        self, client: Any, table: str, columns: str, skill: str | None, filters: Callable[[Any], Any]
     ) -> list[dict[str, Any]]:
         about = _about(table, skill)
         rows: list[dict[str, Any]] = []
@@ -451,11 +461,11 @@ class SupabaseSkillStore(SkillStore):
         total: int | None = None
         offset = 0
         while True:
-            start = offset
-            response = self._execute(
-                lambda q: filters(q.select(columns, count="exact")).order("id").range(start, start + self.page_size - 1),
-                table, skill,
-            )
+            def page_query(query: Any, start: int = offset) -> Any:
+                # Ordered on the primary key: without it PostgreSQL may order each page differently.
+                return filters(query.select(columns, count="exact")).order("id").range(start, start + self.page_size - 1)
+
+            response = self._execute(client, page_query, table, skill)
             page = _page_rows(response.data, table, skill)
             if response.count is None:
                 raise SupabaseReadError(
@@ -473,7 +483,9 @@ class SupabaseSkillStore(SkillStore):
                         f"Supabase returned a row without 'id' for {about} (offset {offset})", table=table, skill=skill
                     )
                 if row_id in seen:
-                    raise _InconsistentRead(f"row id {row_id!r} came back twice")
+                    raise _InconsistentRead(
+                        f"row id {row_id!r} came back twice (a page lost rows, or rows moved while paging)"
+                    )
                 seen.add(row_id)
             rows.extend(page)
             offset += len(page)
@@ -486,12 +498,15 @@ class SupabaseSkillStore(SkillStore):
     # -- interface ------------------------------------------------------------------------------
     def list_skills(self, active_only: bool = True) -> list[Skill]:
         filters = (lambda q: q.eq("active", True)) if active_only else (lambda q: q)
-        rows = self._read_all("skills", _SKILL_SELECT, None, filters)
-        return [self._skill(row, "table 'skills' (skill list)") for row in self._validated(_SKILL_ROWS, rows, "skills", None)]
+        with self._session() as client:
+            rows = self._read_all(client, "skills", _SKILL_SELECT, None, filters)
+        valid = self._validated(_SKILL_ROWS, rows, "skills", None)
+        return [self._skill(row, _about("skills", None)) for row in valid]
 
     def get_skill(self, skill_id: str) -> Skill:
         about = _about("skills", skill_id)
-        response = self._execute(lambda q: q.select(_SKILL_SELECT).eq("id", skill_id), "skills", skill_id)
+        with self._session() as client:
+            response = self._execute(client, lambda q: q.select(_SKILL_SELECT).eq("id", skill_id), "skills", skill_id)
         rows = self._validated(_SKILL_ROWS, _page_rows(response.data, "skills", skill_id), "skills", skill_id)
         if not rows:
             raise SkillNotFound(f"skill {skill_id!r} is not in Supabase table 'skills'")
@@ -512,16 +527,19 @@ class SupabaseSkillStore(SkillStore):
         challenge ids, puts 2,500 UUIDs (~95 KB) in a URL, past what gateways accept, and would
         need batches of ids each paged on its own. The embedded ``skill_id`` of every row is checked.
         """
-        challenge_rows = self._validated(
-            _CHALLENGE_ROWS,
-            self._read_all("challenges", _CHALLENGE_SELECT, skill_id, lambda q: q.eq("skill_id", skill_id)),
-            "challenges", skill_id,
-        )
-        answer_rows = self._validated(
-            _ANSWER_ROWS,
-            self._read_all("answers", _ANSWER_SELECT, skill_id, lambda q: q.eq("challenges.skill_id", skill_id)),
-            "answers", skill_id,
-        )
+        with self._session() as client:
+            challenge_rows = self._validated(
+                _CHALLENGE_ROWS,
+                self._read_all(client, "challenges", _CHALLENGE_SELECT, skill_id, lambda q: q.eq("skill_id", skill_id)),
+                "challenges", skill_id,
+            )
+            answer_rows = self._validated(
+                _ANSWER_ROWS,
+                self._read_all(
+                    client, "answers", _ANSWER_SELECT, skill_id, lambda q: q.eq("challenges.skill_id", skill_id)
+                ),
+                "answers", skill_id,
+            )
         if foreign := [c.id for c in challenge_rows if c.skill_id != skill_id]:
             raise SupabaseReadError(
                 f"Supabase returned challenges of another skill for table 'challenges' for skill {skill_id!r}: {foreign[:5]}",
@@ -568,6 +586,8 @@ def _describe(exc: BaseException | None) -> str:
     if exc is None:
         return "unknown error"
     text = str(exc)
+    if isinstance(exc, _TransientStatus):
+        return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
@@ -593,14 +613,13 @@ def _page_rows(data: Any, table: str, skill: str | None) -> list[dict[str, Any]]
 
 def _challenge_frame(rows: list[_ChallengeRow]) -> pd.DataFrame:
     """CHALLENGE_COLUMNS with fixed dtypes (SQLite's depend on the data: object when empty)."""
-    frame = pd.DataFrame([row.model_dump(include=set(CHALLENGE_COLUMNS)) for row in rows], columns=CHALLENGE_COLUMNS)
-    return frame.astype({
-        "id": "str", "skill_id": "str", "difficulty": "int64", "question": "str", "options_json": "str",
-        "correct_option": "int64", "explanation": "str",
-    })
+    return normalise_challenges(
+        pd.DataFrame([row.model_dump(include=set(CHALLENGE_COLUMNS)) for row in rows], columns=CHALLENGE_COLUMNS)
+    )
 
 
 def _answer_frame(rows: list[_AnswerRow]) -> pd.DataFrame:
     """ANSWER_COLUMNS: ``is_correct`` bool, ``response_time`` (ms) and ``confidence`` float with NaN for null."""
-    frame = pd.DataFrame([row.model_dump(include=set(ANSWER_COLUMNS)) for row in rows], columns=ANSWER_COLUMNS)
-    return frame.astype({"challenge_id": "str", "is_correct": "bool", "response_time": "float64", "confidence": "float64"})
+    return normalise_answers(
+        pd.DataFrame([row.model_dump(include=set(ANSWER_COLUMNS)) for row in rows], columns=ANSWER_COLUMNS)
+    )

@@ -1,0 +1,335 @@
+"""AnthropicLLM through the real anthropic SDK against the strict loopback fake of the Messages API."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import Counter
+
+import dagster as dg
+import httpx
+import pytest
+
+from skill_pipeline.core.generation import SCENARIO_TOOL_SCHEMA
+from skill_pipeline.models import SCENARIOS_PER_DIFFICULTY, Scenario, Skill, TokenUsage, find_placeholder
+from skill_pipeline.resources.llm import AnthropicLLM, ScenarioGenerationError
+from skill_pipeline_tests.fakes.anthropic_server import API_VERSION, AnthropicFake, anthropic_fake  # noqa: F401
+
+SKILL = Skill(id="skill-42", name="SQL joins", description="inner and outer joins, join keys, null handling")
+
+
+def make_llm(fake: AnthropicFake, **overrides) -> AnthropicLLM:
+    settings = {"api_key": fake.api_key, "base_url": fake.url, "max_concurrency": 10, "timeout_seconds": 5.0}
+    settings.update(overrides)
+    return AnthropicLLM(**settings)
+
+
+def fake_usage(fake: AnthropicFake) -> TokenUsage:
+    total = TokenUsage()
+    for request in fake.requests:
+        total = total + TokenUsage(**request.usage)
+    return total
+
+
+def all_texts_of_chain(exc: BaseException) -> str:
+    """The message and repr of an exception and of everything chained to it."""
+    parts, seen, current = [], set(), exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        parts += [str(current), repr(current)]
+        current = current.__cause__ or current.__context__
+    return "\n".join(parts)
+
+
+def test_a_skill_gets_fifty_valid_rows_through_the_sdk(anthropic_fake):
+    llm = make_llm(anthropic_fake)
+    generation = llm.generate([SKILL])[SKILL.id]
+
+    rows = generation.rows
+    assert len(rows) == 50
+    assert Counter(r.difficulty for r in rows) == {d: SCENARIOS_PER_DIFFICULTY for d in range(1, 11)}
+    assert len({r.item_key for r in rows}) == 50
+    for row in rows:
+        Scenario(scenario=row.scenario, expected_concepts=row.expected_concepts, difficulty=row.difficulty)
+        assert 1 <= len(row.expected_concepts) <= 3
+        assert (row.generator, row.model) == ("anthropic", "claude-haiku-4-5-20251001")
+    assert generation.calls == 10 and anthropic_fake.calls == 10
+
+    # What went over the wire is what the SDK sends and the fake checked (no violations at teardown).
+    for request in anthropic_fake.requests:
+        assert (request.method, request.path, request.status) == ("POST", "/v1/messages", 200)
+        assert request.headers["authorization"] == "Bearer <redacted>"
+        assert request.headers["anthropic-version"] == API_VERSION
+        assert request.body["tool_choice"] == {"type": "tool", "name": "record_scenarios"}
+        assert [t["name"] for t in request.body["tools"]] == ["record_scenarios"]
+        assert request.body["tools"][0]["input_schema"] == SCENARIO_TOOL_SCHEMA
+        assert request.body["max_tokens"] == 2000
+        assert not {"temperature", "top_p", "top_k"} & set(request.body)
+    assert sorted(r.ask.difficulty for r in anthropic_fake.requests) == list(range(1, 11))
+    assert all(r.ask.skill_name == "SQL joins" and r.ask.count == 5 for r in anthropic_fake.requests)
+
+    # Token usage is summed from every reply.
+    assert generation.usage == fake_usage(anthropic_fake)
+    assert generation.usage.input_tokens > 0 and generation.usage.output_tokens > 0
+
+
+def test_the_ten_difficulties_are_in_flight_together_within_the_bound(anthropic_fake):
+    anthropic_fake.latency_seconds = 0.4
+    make_llm(anthropic_fake, max_concurrency=10).generate([SKILL])
+    assert anthropic_fake.max_in_flight() == 10
+
+    # The measure is real: with a bound of 3, no more than 3 are ever served at once.
+    calls_before = anthropic_fake.calls
+    bounded = AnthropicFake(api_key=anthropic_fake.api_key, latency_seconds=0.1)
+    with bounded:
+        make_llm(bounded, max_concurrency=3).generate([SKILL])
+    bounded.assert_clean()
+    assert bounded.calls == 10 and anthropic_fake.calls == calls_before
+    assert 2 <= bounded.max_in_flight() <= 3
+
+
+@pytest.mark.parametrize("kind", ["429", "529", "500"])
+def test_transient_errors_recover_through_sdk_retries(anthropic_fake, kind):
+    anthropic_fake.inject(kind, difficulty=3, retry_after="1")
+    generation = make_llm(anthropic_fake).generate([SKILL])[SKILL.id]
+
+    assert len(generation.rows) == 50
+    first, second = anthropic_fake.requests_for(3)
+    assert (first.status, first.fault, first.retry_count) == (int(kind), kind, 0)
+    assert (second.status, second.fault, second.retry_count) == (200, None, 1)
+    assert second.body == first.body  # the SDK repeated the call; generate did not re-ask
+    assert generation.calls == 10 and anthropic_fake.calls == 11
+    if kind == "429":
+        # retry-after: 1 was honoured (the SDK's own first backoff is at most 0.5 s).
+        assert second.started - first.finished >= 0.9
+
+
+def test_a_long_retry_after_is_capped(anthropic_fake):
+    anthropic_fake.inject("429", difficulty=5, retry_after="120")
+    generation = make_llm(anthropic_fake, max_retry_wait_seconds=0.2).generate([SKILL])[SKILL.id]
+    assert len(generation.rows) == 50
+    first, second = anthropic_fake.requests_for(5)
+    assert first.status == 429 and second.status == 200
+    assert second.started - first.finished < 5
+
+
+def test_a_persistent_timeout_fails_naming_the_service_and_the_skill(anthropic_fake, caplog):
+    caplog.set_level(logging.DEBUG)
+    anthropic_fake.inject("timeout", times=None, sleep_seconds=10)
+    llm = make_llm(anthropic_fake, timeout_seconds=0.3, max_retries=1)
+
+    with pytest.raises(ScenarioGenerationError) as info:
+        llm.generate([SKILL])
+
+    message = str(info.value)
+    assert "Anthropic" in message and SKILL.id in message
+    assert "APITimeoutError" in message and "after 1 retries" in message
+    # Each call that failed was tried once and retried once by the SDK, never more.
+    per_difficulty = Counter(r.ask.difficulty for r in anthropic_fake.requests)
+    assert max(per_difficulty.values()) == 2
+    assert anthropic_fake.api_key not in all_texts_of_chain(info.value)
+    assert anthropic_fake.api_key not in caplog.text
+
+
+def test_an_authentication_error_is_not_retried_and_never_shows_the_key(anthropic_fake, caplog):
+    caplog.set_level(logging.DEBUG)
+    anthropic_fake.inject("401", times=None)
+    llm = make_llm(anthropic_fake)
+
+    with pytest.raises(ScenarioGenerationError) as info:
+        llm.generate([SKILL])
+
+    message = str(info.value)
+    assert "Anthropic" in message and SKILL.id in message
+    assert "HTTP 401 authentication_error (not retryable)" in message
+    assert all(r.retry_count == 0 and r.status == 401 for r in anthropic_fake.requests)
+    assert anthropic_fake.api_key not in all_texts_of_chain(info.value)
+    assert anthropic_fake.api_key not in caplog.text
+    assert anthropic_fake.api_key not in repr(llm)
+    assert anthropic_fake.api_key not in json.dumps([vars(r) for r in anthropic_fake.requests], default=str)
+
+
+@pytest.mark.parametrize("kind", ["malformed", "not_json", "truncated", "placeholder"])
+def test_a_bad_reply_is_asked_again_for_what_is_missing(anthropic_fake, kind):
+    anthropic_fake.inject(kind, difficulty=4, keep=2)
+    generation = make_llm(anthropic_fake).generate([SKILL])[SKILL.id]
+
+    first, second = anthropic_fake.requests_for(4)
+    assert first.fault == kind and second.fault is None
+    assert second.retry_count == 0  # a new call by generate, not an SDK retry
+    kept: list[str] = []
+    if kind in ("truncated", "placeholder"):
+        kept = [s["scenario"] for s in first.response["content"][0]["input"]["scenarios"]][:2]
+    assert first.ask.count == 5 and first.ask.avoid == ()
+    assert second.ask.count == 5 - len(kept)
+    assert list(second.ask.avoid) == kept
+
+    rows = generation.rows
+    assert len(rows) == 50
+    d4 = [r.scenario for r in rows if r.difficulty == 4]
+    assert len(d4) == 5 and d4[: len(kept)] == kept
+    for row in rows:
+        assert find_placeholder(row.scenario) is None
+        assert all(find_placeholder(c) is None for c in row.expected_concepts)
+    assert generation.calls == 11
+    assert generation.usage == fake_usage(anthropic_fake)  # the rejected reply's tokens are paid too
+
+
+def test_a_text_reply_without_a_tool_call_is_still_parsed(anthropic_fake):
+    anthropic_fake.inject("text", difficulty=2)
+    generation = make_llm(anthropic_fake).generate([SKILL])[SKILL.id]
+    assert len(anthropic_fake.requests_for(2)) == 1
+    assert generation.calls == 10 and len(generation.rows) == 50
+
+
+def test_replies_that_stay_bad_fail_after_max_attempts_without_placeholder_rows(anthropic_fake):
+    # Every reply for difficulty 7 holds one good scenario and placeholders for the rest.
+    anthropic_fake.inject("placeholder", times=None, difficulty=7, keep=1)
+    llm = make_llm(anthropic_fake, max_attempts=3)
+
+    with pytest.raises(ScenarioGenerationError) as info:
+        llm.generate([SKILL])
+
+    message = str(info.value)
+    assert f"Anthropic: skill {SKILL.id} difficulty 7" in message
+    assert "3 valid scenarios of 5 after 3 attempts" in message
+    assert "placeholder text 'generic scenario'" in message
+    attempts = anthropic_fake.requests_for(7)
+    assert [r.ask.count for r in attempts] == [5, 4, 3]
+    good = [r.response["content"][0]["input"]["scenarios"][0]["scenario"] for r in attempts]
+    assert [list(r.ask.avoid) for r in attempts] == [[], good[:1], good[:2]]
+
+
+def test_the_client_is_built_once_per_resource_even_under_concurrency(anthropic_fake):
+    llm = make_llm(anthropic_fake)
+    clients: list[object] = []
+    barrier = threading.Barrier(16)
+
+    def grab() -> None:
+        barrier.wait()
+        clients.append(llm._get_client())
+
+    threads = [threading.Thread(target=grab) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(clients) == 16 and len({id(c) for c in clients}) == 1
+    client = clients[0]
+    assert client.max_retries == 4 and client.timeout == 5.0
+    llm.generate([SKILL])
+    assert llm._get_client() is client
+
+    # Dagster's teardown closes the pool; a later call builds a fresh client.
+    llm.teardown_after_execution(None)
+    assert client.is_closed()
+    assert llm._get_client() is not client
+
+
+def test_an_empty_key_fails_before_any_request(anthropic_fake):
+    llm = make_llm(anthropic_fake, api_key="")
+    with pytest.raises(ScenarioGenerationError, match="Anthropic.*api_key is empty"):
+        llm.generate([SKILL])
+    assert anthropic_fake.calls == 0
+
+
+def test_the_resource_works_in_dagster_with_the_key_from_the_environment(anthropic_fake, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", anthropic_fake.api_key)
+
+    @dg.asset
+    def scenarios(llm: AnthropicLLM) -> int:
+        return len(llm.generate([SKILL])[SKILL.id].rows)
+
+    llm = AnthropicLLM(api_key=dg.EnvVar("ANTHROPIC_API_KEY"), base_url=anthropic_fake.url, max_concurrency=10)
+    result = dg.materialize([scenarios], resources={"llm": llm})
+    assert result.success
+    assert result.output_for_node("scenarios") == 50
+    assert anthropic_fake.calls == 10
+    events = "\n".join(str(event) for event in result.all_events)
+    assert anthropic_fake.api_key not in events
+
+
+# -- the fake's strictness --------------------------------------------------------------------
+
+
+def _raw_body(**changes) -> dict:
+    body = {
+        "model": "claude-haiku-4-5-20251001",
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": "SKILL: X\nDIFFICULTY LEVEL: 1/10\nGenerate 1 diverse scenarios"}],
+        "tools": [{"name": "record_scenarios", "input_schema": SCENARIO_TOOL_SCHEMA}],
+        "tool_choice": {"type": "tool", "name": "record_scenarios"},
+    }
+    body.update(changes)
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def _raw_headers(fake: AnthropicFake, **changes) -> dict:
+    headers = {
+        "authorization": f"Bearer {fake.api_key}",
+        "anthropic-version": API_VERSION,
+        "content-type": "application/json",
+    }
+    headers.update(changes)
+    return {k: v for k, v in headers.items() if v is not None}
+
+
+def test_the_fake_rejects_temperature_and_records_it(anthropic_fake):
+    response = httpx.post(
+        f"{anthropic_fake.url}/v1/messages", headers=_raw_headers(anthropic_fake), json=_raw_body(temperature=0.7)
+    )
+    assert response.status_code == 400
+    assert response.json()["type"] == "error"
+    assert response.json()["error"]["type"] == "invalid_request_error"
+    assert len(anthropic_fake.violations) == 1 and "temperature" in anthropic_fake.violations[0]
+    anthropic_fake.clear_violations()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "body", "status", "fragment"),
+    [
+        ("GET", "/v1/messages", {}, None, 405, "method GET"),
+        ("POST", "/v1/complete", {}, {}, 404, "is not /v1/messages"),
+        ("POST", "/v1/messages", {"authorization": None}, {}, 401, "Authorization header is missing"),
+        ("POST", "/v1/messages", {"authorization": "Bearer sk-wrong"}, {}, 401, "invalid bearer token"),
+        ("POST", "/v1/messages", {"x-api-key": "sk-any"}, {}, 401, "x-api-key"),
+        ("POST", "/v1/messages", {"anthropic-version": None}, {}, 400, "anthropic-version: header is required"),
+        ("POST", "/v1/messages", {"anthropic-version": "2023-06-01"}, {}, 400, "is not 2026-10-21"),
+        ("POST", "/v1/messages", {}, {"model": None}, 400, "model: Field required"),
+        ("POST", "/v1/messages", {}, {"max_tokens": None}, 400, "max_tokens: Field required"),
+        ("POST", "/v1/messages", {}, {"messages": None}, 400, "messages: Field required"),
+        ("POST", "/v1/messages", {}, {"top_k": 5}, 400, "top_k"),
+        ("POST", "/v1/messages", {}, {"foo": 1}, 400, "foo: Extra inputs"),
+        ("POST", "/v1/messages", {}, {"tool_choice": {"type": "tool", "name": "other"}}, 400, "'other' is not in tools"),
+        ("POST", "/v1/messages", {}, {"stream": True}, 400, "stream"),
+    ],
+)
+def test_the_fake_rejects_what_the_service_would(anthropic_fake, method, path, headers, body, status, fragment):
+    response = httpx.request(
+        method,
+        f"{anthropic_fake.url}{path}",
+        headers=_raw_headers(anthropic_fake, **headers),
+        json=_raw_body(**body) if body is not None else None,
+    )
+    assert response.status_code == status
+    assert response.json()["type"] == "error"
+    assert len(anthropic_fake.violations) == 1 and fragment in anthropic_fake.violations[0]
+    assert anthropic_fake.api_key not in anthropic_fake.violations[0]
+    anthropic_fake.clear_violations()
+
+
+def test_the_fake_accepts_a_correct_raw_request(anthropic_fake):
+    response = httpx.post(f"{anthropic_fake.url}/v1/messages", headers=_raw_headers(anthropic_fake), json=_raw_body())
+    assert response.status_code == 200
+    message = response.json()
+    assert message["type"] == "message" and message["stop_reason"] == "tool_use"
+    assert message["content"][0]["type"] == "tool_use" and message["content"][0]["id"].startswith("toolu_")
+    assert len(message["content"][0]["input"]["scenarios"]) == 1
+    assert anthropic_fake.violations == []
+
+
+def test_an_unserved_scripted_fault_fails_the_test():
+    with AnthropicFake() as fake:
+        fake.inject("529", difficulty=9)
+    assert any("never served: 529" in p for p in fake.problems())
