@@ -70,7 +70,7 @@ def skill_dataset(
     skill = skill_store.get_skill(context.partition_key)
     name = dataset_name(skill.id)
     pool = frame_to_scenarios(synthetic_scenarios)
-    candidates = candidates_from_frame(gold_standard_candidates)
+    candidates = candidates_from_frame(gold_standard_candidates, eligible_only=True)
     composition = compose_dataset(
         skill, pool, candidates, dataset_store.read_items(name), max_promotions=config.max_promotions
     )

@@ -46,7 +46,8 @@ def gold_standard_candidates(
     judge = dataset_store.judge_scores(data.challenges["id"].astype(str).tolist())
     criteria = config.criteria()
     frame, summary = score_candidates(data.challenges, data.answers, judge, criteria)
-    rejected = "\n".join(f"| {reason} | {n} |" for reason, n in sorted(summary.rejected_by_reason.items()))
+    rejected = "\n".join(f"| {reason} | {n} |" for reason, n in summary.rejected_by_reason.items() if n)
+    invalid_answers = "\n".join(f"| {reason} | {n} |" for reason, n in summary.answers_invalid_by_reason.items() if n)
     context.log.info(f"skill {skill_id}: {summary.eligible} eligible of {summary.challenges_read} challenges")
     return dg.Output(
         frame,
@@ -54,10 +55,12 @@ def gold_standard_candidates(
             "challenges_read": summary.challenges_read,
             "answers_read": summary.answers_read,
             "answers_invalid": summary.answers_invalid,
+            "answers_unmatched": summary.answers_unmatched,
             "judge_scores_found": len(judge),
             "eligible": summary.eligible,
-            "rejected": summary.challenges_read - summary.eligible,
+            "rejected": summary.rejected,
             "rejected_by_reason": dg.MetadataValue.md("| reason | challenges |\n|---|---|\n" + rejected),
+            "invalid_answers_by_reason": dg.MetadataValue.md("| reason | answers |\n|---|---|\n" + invalid_answers),
             "criteria": dg.MetadataValue.json(criteria.model_dump()),
         },
     )

@@ -99,6 +99,9 @@ def compose_dataset(
     """Decide the dataset's items and the diff against ``stored``. Pure and deterministic."""
     if max_promotions < 0:
         raise ValueError(f"max_promotions must be >= 0, got {max_promotions}")
+    duplicates = sorted(cid for cid, n in Counter(c.challenge_id for c in candidates).items() if n > 1)
+    if duplicates:
+        raise ValueError(f"candidate challenge ids must be unique; repeated: {duplicates[:5]}")
     eligible = sorted((c for c in candidates if c.eligible), key=Candidate.ranking_key)
     stored_challenges = {
         str(item.metadata.get("challenge_id")) for item in stored if item.source == "real_world"
