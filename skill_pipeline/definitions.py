@@ -87,6 +87,9 @@ def build_definitions(env: Mapping[str, str] | None = None) -> dg.Definitions:
         sensors=[skill_sensor],
         schedules=[promotion_schedule, experiment_schedule],
         resources=build_resources(env),
+        # Steps are light (the LLM calls inside a step are already concurrent); a process per step
+        # would cost more than the work, so runs execute their steps in one process.
+        executor=dg.in_process_executor,
     )
 
 

@@ -67,7 +67,7 @@ def test_materialising_a_skill_builds_a_balanced_dataset_and_a_rerun_writes_noth
 def test_existing_dataset_is_adopted_not_regenerated(tmp_path, resources):
     with dg.instance_for_test() as first_instance:
         tick(first_instance, resources, cursor=None)
-        assert materialize_skill(first_instance, resources, SQL).success
+        assert materialize_skill(first_instance, resources, SQL, run_config=NO_PROMOTION).success
     stored = resources["dataset_store"].read_items(dataset_name(SQL))
 
     # A fresh Dagster instance (no stored outputs), the same dataset store, an LLM that must not be called.
@@ -82,6 +82,33 @@ def test_existing_dataset_is_adopted_not_regenerated(tmp_path, resources):
     assert {i.id: i.content_hash for i in resources["dataset_store"].read_items(dataset_name(SQL))} == {
         i.id: i.content_hash for i in stored
     }
+
+
+def test_adopting_a_dataset_with_promoted_items_asks_only_for_the_displaced_slots(resources):
+    with dg.instance_for_test() as first_instance:
+        tick(first_instance, resources, cursor=None)
+        first = materialize_skill(first_instance, resources, SQL)
+        assert metadata(first, "skill_dataset")["real_world_count"] == 5
+    items = resources["dataset_store"].read_items(dataset_name(SQL))
+    displaced = {d: 5 - sum(1 for i in items if i.source == "synthetic" and i.difficulty == d) for d in range(1, 11)}
+    displaced = {d: n for d, n in displaced.items() if n}
+
+    asked: list = []
+
+    class Recording(OfflineLLM):
+        def write_scenarios(self, request):
+            asked.append((request.difficulty, request.count, len(request.avoid)))
+            return super().write_scenarios(request)
+
+    with dg.instance_for_test() as fresh:
+        tick(fresh, resources, cursor=None)
+        result = materialize_skill(fresh, {**resources, "llm": Recording()}, SQL, run_config=NO_PROMOTION)
+    assert sorted(asked) == sorted((d, n, 5 - n) for d, n in displaced.items())
+    scenarios = metadata(result, "synthetic_scenarios")
+    assert scenarios["source"] == "completed" and scenarios["scenarios_generated"] == 5
+    assert scenarios["scenarios"] == 50
+    meta = metadata(result, "skill_dataset")
+    assert (meta["items_inserted"], meta["items_updated"], meta["items_deleted"]) == (0, 0, 0)
 
 
 def test_changed_description_is_noticed_and_regenerates_in_place(instance, resources):

@@ -28,21 +28,22 @@ class OfflineToRemoteError(dg.Failure):
     pass
 
 
-def adoptable_pool(skill: Skill, dataset_store: DatasetStore) -> tuple[list[SyntheticScenario], dict[int, int], str]:
-    """The synthetic scenarios the skill's stored dataset already holds, the real-world items per
-    difficulty that fill the other slots, and why the pool is (not) usable.
+def adoptable_pool(skill: Skill, dataset_store: DatasetStore) -> tuple[list[SyntheticScenario], str]:
+    """The synthetic scenarios the skill's stored dataset already holds, and why they are (not) usable.
 
     A pool written for another name or description of the skill (its fingerprint differs) is stale.
+    Scenarios displaced by promoted real-world items are no longer stored; the caller asks the LLM
+    for those slots only, so the pool stays whole (a real-world item that later loses its
+    eligibility needs a synthetic scenario to give its slot back to).
     """
     stored = dataset_store.read_items(dataset_name(skill.id))
     rows = [row for row in (item_to_scenario(item) for item in stored) if row is not None]
-    real = Counter(item.difficulty for item in stored if item.source == "real_world")
     if not rows:
-        return [], {}, "no stored synthetic items"
+        return [], "no stored synthetic items"
     stale = [r for r in rows if r.skill_fingerprint and r.skill_fingerprint != skill.fingerprint]
     if stale:
-        return [], {}, f"{len(stale)} stored items were written for a previous name or description"
-    return assign_slots(rows), dict(real), f"adopted {len(rows)} stored synthetic items"
+        return [], f"{len(stale)} stored items were written for a previous name or description"
+    return assign_slots(rows), f"adopted {len(rows)} stored synthetic items"
 
 
 def scenarios_frame(rows: list[SyntheticScenario]) -> pd.DataFrame:
@@ -75,16 +76,15 @@ def synthetic_scenarios(
 ) -> dg.Output[pd.DataFrame]:
     skill = skill_store.get_skill(context.partition_key)
     if config.force_regenerate:
-        pool, real, why = [], {}, "regeneration forced by config"
+        pool, why = [], "regeneration forced by config"
     else:
-        pool, real, why = adoptable_pool(skill, dataset_store)
-    # Slots held by promoted real-world items need no synthetic scenario: on a fresh Dagster instance
-    # a dataset whose displaced scenarios were deleted is still adopted whole.
-    complete = all(
-        sum(1 for r in pool if r.difficulty == d) + real.get(d, 0) >= SCENARIOS_PER_DIFFICULTY
-        for d in DIFFICULTY_LEVELS
+        pool, why = adoptable_pool(skill, dataset_store)
+    missing = sum(
+        max(0, SCENARIOS_PER_DIFFICULTY - sum(1 for r in pool if r.difficulty == d)) for d in DIFFICULTY_LEVELS
     )
+    complete = missing == 0
     usage, calls, model = TokenUsage(), 0, None
+    pool_before = len(pool)
     if not complete:
         if llm.generator == "offline" and dataset_store.is_remote:
             raise OfflineToRemoteError(
@@ -94,7 +94,7 @@ def synthetic_scenarios(
                     "use the local dataset store"
                 )
             )
-        context.log.info(f"skill {skill.id}: {why}; asking {llm.service} for the missing scenarios")
+        context.log.info(f"skill {skill.id}: {why}; asking {llm.service} for the {missing} missing scenarios")
         result = llm.generate([skill], keep={skill.id: pool})[skill.id]
         pool, usage, calls, model = result.rows, result.usage, result.calls, result.model
     else:
@@ -109,7 +109,8 @@ def synthetic_scenarios(
             "skill_name": skill.name,
             "dataset_name": dataset_name(skill.id),
             "scenarios": len(frame),
-            "source": "adopted" if complete else "generated",
+            "source": "adopted" if complete else ("completed" if pool_before else "generated"),
+            "scenarios_generated": missing,
             "adoption": why,
             "generators": ", ".join(f"{g}: {n}" for g, n in sorted(generators.items())),
             "model": model or ", ".join(sorted({r.model for r in pool})),
