@@ -32,7 +32,10 @@ demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)
 
+# The Postgres instance test starts a throwaway PostgreSQL: the script installs the server from the
+# OS packages where it is missing (CI).
 test: $(STAMP)
+	bash scripts/ensure_postgres.sh
 	$(BIN)/python -m pytest
 
 validate: $(STAMP)

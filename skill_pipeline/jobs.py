@@ -8,6 +8,8 @@ skill_dataset_job = dg.define_asset_job(
     "skill_dataset_job",
     selection=dg.AssetSelection.assets("synthetic_scenarios", "gold_standard_candidates", "skill_dataset"),
     partitions_def=skills_partitions,
+    # Runs that may call the LLM carry this tag: deploy/dagster.yaml limits how many run at once.
+    tags={"skill_pipeline/llm": "anthropic"},
     description="Scenarios, candidates and dataset of a skill: what the skill sensor runs for a new or changed skill.",
 )
 
@@ -22,6 +24,7 @@ experiment_job = dg.define_asset_job(
     "experiment",
     selection=dg.AssetSelection.assets("prompt_experiment"),
     partitions_def=skills_partitions,
+    tags={"skill_pipeline/llm": "anthropic"},
     description="Run the challenge-generation prompt over the skill's dataset and score it (config selects "
     "the prompt version and an optional candidate to compare).",
 )
