@@ -36,7 +36,9 @@ def tick(instance: dg.DagsterInstance, resources: dict, cursor: str | None) -> d
     return result
 
 
-def materialize_skill(instance, resources, skill_id, selection=None, run_config=None) -> dg.ExecuteInProcessResult:
+def materialize_skill(
+    instance, resources, skill_id, selection=None, run_config=None, raise_on_error=True
+) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         ALL_ASSETS,
         instance=instance,
@@ -44,6 +46,7 @@ def materialize_skill(instance, resources, skill_id, selection=None, run_config=
         resources=resources,
         selection=selection,
         run_config=run_config,
+        raise_on_error=raise_on_error,
     )
 
 

@@ -43,7 +43,10 @@ def gold_standard_candidates(
 ) -> dg.Output[pd.DataFrame]:
     skill_id = context.partition_key
     data = skill_store.load_challenges(skill_id)
-    judge = dataset_store.judge_scores(data.challenges["id"].astype(str).tolist())
+    try:
+        judge = dataset_store.judge_scores(data.challenges["id"].astype(str).tolist())
+    except Exception as exc:  # the store names itself and the challenge; the run must name the skill
+        raise dg.Failure(f"skill {skill_id}: reading judge scores from {dataset_store.backend} failed: {exc}") from None
     criteria = config.criteria()
     frame, summary = score_candidates(data.challenges, data.answers, judge, criteria)
     rejected = "\n".join(f"| {reason} | {n} |" for reason, n in summary.rejected_by_reason.items() if n)

@@ -11,7 +11,13 @@ confusing generation error, or not at all.
 
 It writes good answers by itself: a ``record_scenarios`` call gets the count of distinct, valid
 scenarios its prompt asks for (skill, difficulty, count and the already accepted ones are read
-from the prompt of ``core.generation``). Faults are scripted with ``inject`` and served to the
+from the prompt of ``core.generation``). A ``record_challenge`` call (the experiment's challenge
+writer) gets a multiple-choice challenge that does what its prompt asks and no more: set in the
+prompt's scenario and naming its concepts, with the option count, explanation and stated
+difficulty the prompt asks for (a terse prompt gets a terse challenge, so prompt versions score
+differently). A ``record_difficulty`` call (the judge) gets the difficulty the challenge was
+written for -- a well-calibrated judge -- or, for a challenge it did not write, one read from the
+question's length. Faults are scripted with ``inject`` and served to the
 next matching requests: rate limits, overload, server errors, timeouts, and replies that are
 malformed, truncated or filled with placeholder text.
 
@@ -21,6 +27,7 @@ the same fake measures concurrency in the benchmarks.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import re
@@ -94,10 +101,13 @@ class Fault:
     retry_after: str = "1"
     keep: int = 2
     sleep_seconds: float = 30.0
+    tool: str | None = None  # only requests forcing this tool (None: any)
     served: int = 0
 
-    def matches(self, ask: ScenarioAsk | None) -> bool:
+    def matches(self, ask: ScenarioAsk | None, tool: str | None = None) -> bool:
         if self.times is not None and self.served >= self.times:
+            return False
+        if self.tool is not None and tool != self.tool:
             return False
         if self.difficulty is None:
             return True
@@ -206,6 +216,123 @@ def write_scenarios(ask: ScenarioAsk, count: int | None = None) -> list[dict[str
     raise AssertionError("unreachable")
 
 
+@dataclass(frozen=True)
+class ChallengeAsk:
+    """What a challenge-generation prompt (``skill_pipeline.challenge_prompt``) asks for."""
+
+    skill_name: str
+    difficulty: int
+    scenario: str | None
+    concepts: tuple[str, ...]
+    option_count: int
+    max_length: int | None
+    wants_explanation: bool
+    wants_difficulty: bool
+
+
+_CHALLENGE_SKILL = re.compile(r"^SKILL: (.+)$", re.MULTILINE)
+_CHALLENGE_DIFFICULTY = re.compile(r"^DIFFICULTY: (\d+)/10", re.MULTILINE)
+_TERSE_ASK = re.compile(r"multiple-choice question about (.+?) at difficulty (\d+)/10")
+_SCENARIO_BLOCK = re.compile(r"^SCENARIO[^\n]*:\n(.+?)\n\n", re.MULTILINE | re.DOTALL)
+_CONCEPT_BLOCK = re.compile(r"^CONCEPTS TO COVER[^\n]*:\n((?:- .*(?:\n|$))+)", re.MULTILINE)
+_OPTION_COUNT = re.compile(r"Exactly (\d+) answer options")
+_LENGTH_BOUNDS = re.compile(r"between (\d+) and (\d+) characters")
+
+
+def parse_challenge_prompt(prompt: str) -> ChallengeAsk | None:
+    """Skill, difficulty, scenario, concepts and requirements of a challenge prompt, or None."""
+    skill, difficulty = _CHALLENGE_SKILL.search(prompt), _CHALLENGE_DIFFICULTY.search(prompt)
+    if skill and difficulty:
+        skill_name, level = skill.group(1).strip(), int(difficulty.group(1))
+    else:
+        terse = _TERSE_ASK.search(prompt)
+        if terse is None:
+            return None
+        skill_name, level = terse.group(1).strip(), int(terse.group(2))
+    scenario_match = _SCENARIO_BLOCK.search(prompt)
+    scenario = scenario_match.group(1).strip() if scenario_match else None
+    if scenario in ("", "(no scenario)"):
+        scenario = None
+    concept_match = _CONCEPT_BLOCK.search(prompt)
+    concept_lines = concept_match.group(1).splitlines() if concept_match else []
+    concepts = tuple(line[2:].strip() for line in concept_lines if line.startswith("- "))
+    count = _OPTION_COUNT.search(prompt)
+    bounds = _LENGTH_BOUNDS.search(prompt)
+    return ChallengeAsk(
+        skill_name=skill_name,
+        difficulty=level,
+        scenario=scenario,
+        concepts=concepts,
+        option_count=int(count.group(1)) if count else 4,
+        max_length=int(bounds.group(2)) if bounds else None,
+        wants_explanation="explanation" in prompt.casefold(),
+        wants_difficulty='"difficulty"' in prompt,
+    )
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def _join(phrases: tuple[str, ...] | list[str]) -> str:
+    return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+
+
+def write_challenge(ask: ChallengeAsk) -> dict[str, Any]:
+    """A challenge doing what ``ask`` asks: set in its scenario, naming its concepts, with the option
+    count, explanation and stated difficulty it asks for, and nothing it does not ask for."""
+    focus = _join(ask.concepts) if ask.concepts else f"the core practice of {ask.skill_name}"
+    if ask.scenario and ask.scenario.endswith("?") and not ask.concepts:
+        question = ask.scenario  # a real-world item: its scenario is the question users validated
+    elif ask.scenario:
+        tail = f" Which approach best applies {focus} here?"
+        context = ask.scenario
+        if ask.max_length is not None and len(context) + len(tail) > ask.max_length:
+            context = context[: max(0, ask.max_length - len(tail) - 1)].rsplit(" ", 1)[0] + "…"
+        question = context + tail
+    else:
+        question = f"Which statement about {ask.skill_name} is correct at level {ask.difficulty} of 10?"
+    anchor = ask.concepts[0] if ask.concepts else ask.skill_name
+    correct = f"Apply {focus} deliberately and check the result against the situation"
+    distractors = [
+        f"Skip {anchor} and rely on the default behaviour",
+        f"Apply {anchor} only once the problem has been escalated",
+        f"Treat {anchor} as irrelevant to this situation",
+        "Copy an approach from an unrelated field without adapting it",
+        "Wait for more information before doing anything at all",
+    ]
+    count = max(2, min(ask.option_count, 1 + len(distractors)))
+    correct_index = int(hashlib.sha256(question.encode()).hexdigest(), 16) % count
+    options = distractors[: count - 1]
+    options.insert(correct_index, correct)
+    challenge: dict[str, Any] = {"question": question, "options": options, "correct_index": correct_index}
+    if ask.wants_explanation:
+        challenge["explanation"] = (
+            f"The correct option applies {focus} to the situation described; the others skip it, "
+            "postpone it until it is too late, or ignore the context."
+        )
+    if ask.wants_difficulty:
+        challenge["difficulty"] = ask.difficulty
+    return challenge
+
+
+def parse_judge_prompt(prompt: str) -> tuple[str, list[str]] | None:
+    """The question and options of a difficulty-judge prompt, or None (plain slicing: the sections
+    are fixed headings of ``DIFFICULTY_JUDGE_PROMPT``)."""
+    if "scale of 1 to 10" not in prompt:
+        return None
+    try:
+        question_at = prompt.index("\nQUESTION:\n") + len("\nQUESTION:\n")
+        options_at = prompt.index("\n\nOPTIONS:\n", question_at)
+        correct_at = prompt.index("\n\nCORRECT OPTION:", options_at)
+    except ValueError:
+        return None
+    question = prompt[question_at:options_at].strip()
+    block = prompt[options_at + len("\n\nOPTIONS:\n") : correct_at]
+    options = [re.sub(r"^\d+\. ", "", line) for line in block.splitlines() if line.strip()]
+    return question, options
+
+
 def _error_body(error_type: str, message: str) -> dict[str, Any]:
     return {"type": "error", "error": {"type": error_type, "message": message}}
 
@@ -243,7 +370,14 @@ class AnthropicFake:
         self.api_key = api_key or f"sk-ant-test-{uuid.uuid4().hex}"
         self.latency_seconds = latency_seconds
         self.violations: list[str] = []
-        self.responders: dict[str, Responder] = {"record_scenarios": self._scenario_responder}
+        self.responders: dict[str, Responder] = {
+            "record_scenarios": self._scenario_responder,
+            "record_challenge": self._challenge_responder,
+            "record_difficulty": self._difficulty_responder,
+        }
+        # question (normalised) -> the difficulty it was written for, for the judge.
+        self._written: dict[str, int] = {}
+        self._written_lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
@@ -276,9 +410,17 @@ class AnthropicFake:
 
     # -- scripting and inspection --------------------------------------------------------------
 
-    def inject(self, kind: FaultKind, *, times: int | None = 1, difficulty: int | None = None, **params: Any) -> Fault:
-        """Serve ``kind`` to the next ``times`` requests (for ``difficulty`` only, if given)."""
-        fault = Fault(kind=kind, times=times, difficulty=difficulty, **params)
+    def inject(
+        self,
+        kind: FaultKind,
+        *,
+        times: int | None = 1,
+        difficulty: int | None = None,
+        tool: str | None = None,
+        **params: Any,
+    ) -> Fault:
+        """Serve ``kind`` to the next ``times`` requests (for ``difficulty`` / forcing ``tool`` only, if given)."""
+        fault = Fault(kind=kind, times=times, difficulty=difficulty, tool=tool, **params)
         with self._lock:
             self._faults.append(fault)
         return fault
@@ -479,7 +621,7 @@ class AnthropicFake:
         self._validate(request, body)
         prompt = "\n".join(self._user_texts(body["messages"]))
         record.ask = parse_scenario_prompt(prompt)
-        fault = self._take_fault(record.ask)
+        fault = self._take_fault(record.ask, self._forced_tool(body))
         record.fault = fault.kind if fault else None
         if fault is not None and fault.kind == "timeout":
             self._stopping.wait(fault.sleep_seconds)
@@ -557,10 +699,10 @@ class AnthropicFake:
         }
         return 200, message, {}
 
-    def _take_fault(self, ask: ScenarioAsk | None) -> Fault | None:
+    def _take_fault(self, ask: ScenarioAsk | None, tool: str | None = None) -> Fault | None:
         with self._lock:
             for fault in self._faults:
-                if fault.matches(ask):
+                if fault.matches(ask, tool):
                     fault.served += 1
                     return fault
         return None
@@ -591,6 +733,31 @@ class AnthropicFake:
         if ask is None:
             raise _gap("record_scenarios forced, but the prompt is not a scenario prompt")
         return {"scenarios": write_scenarios(ask)}
+
+    def _challenge_responder(self, prompt: str, body: dict[str, Any]) -> dict[str, Any]:
+        ask = parse_challenge_prompt(prompt)
+        if ask is None:
+            raise _gap("record_challenge forced, but the prompt is not a challenge-generation prompt")
+        challenge = write_challenge(ask)
+        with self._written_lock:
+            self._written[_normalise(challenge["question"])] = ask.difficulty
+        return challenge
+
+    def _difficulty_responder(self, prompt: str, body: dict[str, Any]) -> dict[str, Any]:
+        judged = parse_judge_prompt(prompt)
+        if judged is None:
+            raise _gap("record_difficulty forced, but the prompt is not a difficulty-judge prompt")
+        question, options = judged
+        with self._written_lock:
+            written_for = self._written.get(_normalise(question))
+        if written_for is not None:
+            return {
+                "difficulty": written_for,
+                "reasoning": f"The question needs the reasoning expected at level {written_for}, with "
+                f"{len(options)} plausible options to weigh.",
+            }
+        estimate = max(1, min(10, 1 + len(question.split()) // 10))
+        return {"difficulty": estimate, "reasoning": f"Judged from the question alone ({len(question.split())} words)."}
 
 
 @pytest.fixture

@@ -26,6 +26,22 @@ What it serves was logged from the SDK itself (opik 2.2.122, base URL ``http://h
 - ``GET is-alive/ver`` (probed before a parallel insert) and ``GET is-alive/ping`` (the SDK's
   connection monitor).
 
+What ``opik.evaluate`` sends (logged from opik 2.2.122, in this order, the last four from the
+SDK's background sender, in batches, in whatever order its queues drain):
+
+- ``POST v1/private/experiments`` ``{"id", "dataset_name", "project_name", "name", "metadata",
+  "type": "regular", "evaluation_method": "dataset", "dataset_version_id", ...}``: 201. ``metadata`` is
+  the ``experiment_config`` plus the SDK's own ``_opik_resume`` key.
+- ``POST v1/private/datasets/items/stream`` to read the items evaluated (see above).
+- ``POST v1/private/traces/batch`` ``{"traces": [TraceWrite]}`` and ``POST v1/private/spans/batch``
+  ``{"spans": [SpanWrite]}``: one ``evaluation_task`` trace per item (its ``input`` is the item's
+  content), spans for the task and for the metrics' argument checks; 204.
+- ``PUT v1/private/traces/feedback-scores`` ``{"scores": [{"id": <trace id>, "name", "value",
+  "source": "sdk", "project_name", ...}]}``: 204. It may arrive *before* the trace it scores.
+- ``POST v1/private/experiments/items`` ``{"experiment_items": [{"id", "experiment_id",
+  "dataset_item_id", "trace_id", "project_name", "execution_policy"}]}``: 204.
+- ``POST v1/private/experiments/finish`` ``{"ids": [...]}``: 204, after the SDK's own flush.
+
 The SDK sends the api key bare in ``Authorization`` and the workspace in ``Comet-Workspace``;
 JSON bodies of 256 bytes or more are gzipped (``Content-Encoding: gzip``).
 
@@ -80,6 +96,40 @@ OPERATIONS = (
     "retrieve_project",
     "get_project",
     "search_traces",
+    "create_experiment",
+    "create_experiment_items",
+    "finish_experiments",
+    "create_traces",
+    "create_spans",
+    "score_traces",
+)
+TRACE_SOURCES = ("sdk", "experiment", "playground", "optimization", "evaluator")
+SPAN_TYPES = ("general", "tool", "llm", "guardrail")
+FEEDBACK_SOURCES = ("ui", "sdk", "online_scoring")
+EXPERIMENT_TYPES = ("regular", "trial", "mini-batch", "mutation")
+EXPERIMENT_METHODS = ("dataset", "evaluation_suite")
+EXPERIMENT_STATUSES = ("running", "completed", "cancelled", "failed")
+# Field names of the SDK's write models (``opik.rest_api.types``): anything else is refused.
+TRACE_WRITE_FIELDS = frozenset(
+    "id project_name name start_time end_time input output metadata tags error_info last_updated_at ttft "
+    "thread_id source environment".split()
+)
+SPAN_WRITE_FIELDS = frozenset(
+    "id project_name trace_id parent_span_id name type start_time end_time input output metadata model provider "
+    "tags usage error_info last_updated_at total_estimated_cost total_estimated_cost_version ttft source "
+    "environment".split()
+)
+FEEDBACK_WRITE_FIELDS = frozenset(
+    "project_name project_id name category_name value reason source author source_queue_id id".split()
+)
+EXPERIMENT_WRITE_FIELDS = frozenset(
+    "id dataset_name project_id project_name name metadata tags type evaluation_method optimization_id status "
+    "experiment_scores prompt_version prompt_versions dataset_version_id".split()
+)
+EXPERIMENT_ITEM_WRITE_FIELDS = frozenset(
+    "id experiment_id dataset_item_id trace_id project_id project_name input output trace_metadata "
+    "feedback_scores comments total_estimated_cost duration usage created_at last_updated_at created_by "
+    "last_updated_by trace_visibility_mode description execution_policy assertion_results status".split()
 )
 
 
@@ -204,6 +254,12 @@ class FakeOpik:
         self._projects: dict[str, dict[str, Any]] = {}  # id -> project
         self._datasets: dict[str, _Dataset] = {}  # id -> dataset
         self._traces: list[dict[str, Any]] = []
+        self._trace_index: dict[str, dict[str, Any]] = {}  # id -> the trace dict held in ``_traces``
+        # Feedback scores that arrived before their trace (the SDK's queues drain in any order).
+        self._pending_scores: dict[str, list[dict[str, Any]]] = {}
+        self._spans: dict[str, dict[str, Any]] = {}
+        self._experiments: dict[str, dict[str, Any]] = {}
+        self._experiment_items: dict[str, dict[str, Any]] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -275,7 +331,7 @@ class FakeOpik:
             project_id = self._project_by_name(project, create=True)["id"]
             trace_id = uuid7()
             stamp = now_iso()
-            self._traces.append(
+            self._store_trace(
                 {
                     "id": trace_id,
                     "project_id": project_id,
@@ -326,6 +382,37 @@ class FakeOpik:
         with self._lock:
             return [r for r in self.requests if r.operation == operation]
 
+    def experiments(self, dataset_name: str | None = None) -> list[dict[str, Any]]:
+        """Experiments as created (oldest first), each with ``items``: its experiment items."""
+        with self._lock:
+            found = [e for e in self._experiments.values() if dataset_name in (None, e["dataset_name"])]
+            out = []
+            for experiment in sorted(found, key=lambda e: e["id"]):
+                record = copy.deepcopy(experiment)
+                record["items"] = [
+                    copy.deepcopy(i) for i in self._experiment_items.values() if i["experiment_id"] == experiment["id"]
+                ]
+                out.append(record)
+            return out
+
+    def trace(self, trace_id: str) -> dict[str, Any] | None:
+        """One stored trace with its feedback scores, or None."""
+        with self._lock:
+            stored = self._trace_index.get(trace_id)
+            return copy.deepcopy(stored) if stored is not None else None
+
+    def traces(self, project: str | None = None) -> list[dict[str, Any]]:
+        """Stored traces (of ``project``, if given), with their feedback scores."""
+        with self._lock:
+            project_id = None
+            if project is not None:
+                project_id = next((p["id"] for p in self._projects.values() if p["name"] == project), "")
+            return [copy.deepcopy(t) for t in self._traces if project is None or t["project_id"] == project_id]
+
+    def spans(self, trace_id: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            return [copy.deepcopy(s) for s in self._spans.values() if trace_id in (None, s["trace_id"])]
+
     def take_violations(self) -> list[str]:
         """The violations so far, cleared: for a test that provokes one on purpose."""
         with self._lock:
@@ -336,6 +423,21 @@ class FakeOpik:
     def _violation(self, message: str) -> None:
         with self._lock:
             self.violations.append(message)
+
+    def _store_trace(self, trace: dict[str, Any]) -> None:
+        """Insert or replace a trace by id (a retried batch must not duplicate), keeping its scores
+        and taking those that arrived before it. Call with the lock held."""
+        previous = self._trace_index.get(trace["id"])
+        scores = list(previous["feedback_scores"]) if previous is not None else list(trace.get("feedback_scores") or [])
+        for score in self._pending_scores.pop(trace["id"], []):
+            scores = [s for s in scores if s["name"] != score["name"]] + [score]
+        trace["feedback_scores"] = scores
+        if previous is not None:
+            trace["created_at"] = previous["created_at"]
+            self._traces[self._traces.index(previous)] = trace
+        else:
+            self._traces.append(trace)
+        self._trace_index[trace["id"]] = trace
 
     def _next_fault(self, operation: str) -> Fault | None:
         with self._lock:
@@ -466,6 +568,12 @@ class FakeOpik:
         yield "POST", r"/api/v1/private/projects/retrieve", "retrieve_project", self._retrieve_project
         yield "GET", rf"/api/v1/private/projects/{uuid_re}", "get_project", self._get_project
         yield "POST", r"/api/v1/private/traces/search", "search_traces", self._search_traces
+        yield "POST", r"/api/v1/private/traces/batch", "create_traces", self._create_traces
+        yield "POST", r"/api/v1/private/spans/batch", "create_spans", self._create_spans
+        yield "PUT", r"/api/v1/private/traces/feedback-scores", "score_traces", self._score_traces
+        yield "POST", r"/api/v1/private/experiments", "create_experiment", self._create_experiment
+        yield "POST", r"/api/v1/private/experiments/items", "create_experiment_items", self._create_experiment_items
+        yield "POST", r"/api/v1/private/experiments/finish", "finish_experiments", self._finish_experiments
 
     @staticmethod
     def _object(body: Any, allowed: set[str], required: set[str]) -> dict[str, Any]:
@@ -776,6 +884,233 @@ class FakeOpik:
                 json.dumps({k: v for k, v in t.items() if k not in exclude}) + "\n" for t in traces[:limit]
             ]
         return 200, _NDJSON("".join(lines).encode())
+
+    # -------------------------------------------------------------- experiments, traces, spans, scores
+    def _batch(self, body: Any, key: str) -> list[dict[str, Any]]:
+        """The list under ``key`` of a batch body: 1 to 1000 objects, as the backend's @Size demands."""
+        body = self._object(body, {key}, {key})
+        rows = body[key]
+        if not isinstance(rows, list) or not 1 <= len(rows) <= 1000:
+            raise BadRequest(f"{key} must hold between 1 and 1000 entries")
+        for index, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise BadRequest(f"{key}[{index}] must be an object")
+        return rows
+
+    @staticmethod
+    def _fields(row: dict[str, Any], allowed: frozenset[str], where: str) -> None:
+        unknown = set(row) - allowed
+        if unknown:
+            raise BadRequest(f"{where}: unrecognized field(s) {sorted(unknown)}")
+
+    @staticmethod
+    def _timestamp(value: Any, where: str, required: bool) -> None:
+        if value is None:
+            if required:
+                raise BadRequest(f"{where} must not be null")
+            return
+        if not isinstance(value, str):
+            raise BadRequest(f"{where} {value!r} is not an ISO-8601 timestamp")
+        try:
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise BadRequest(f"{where} {value!r} is not an ISO-8601 timestamp") from None
+
+    def _project_id_for(self, row: dict[str, Any], where: str) -> str:
+        """The project a trace, span or score goes to (created on first use, as the backend does)."""
+        if row.get("project_id"):
+            if row["project_id"] not in self._projects:
+                raise BadRequest(f"{where}: project_id {row['project_id']!r} is unknown")
+            return row["project_id"]
+        return self._project_by_name(row.get("project_name") or "Default Project", create=True)["id"]
+
+    def _create_traces(self, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        rows = self._batch(body, "traces")
+        seen: set[str] = set()
+        for index, row in enumerate(rows):
+            where = f"traces[{index}]"
+            self._fields(row, TRACE_WRITE_FIELDS, where)
+            if not is_uuid7(row.get("id")):
+                raise BadRequest(f"{where}.id {row.get('id')!r}: trace id must be a version 7 UUID")
+            if row["id"] in seen:
+                raise BadRequest(f"{where}.id {row['id']!r} appears twice in one batch")
+            seen.add(row["id"])
+            self._timestamp(row.get("start_time"), f"{where}.start_time", required=True)
+            self._timestamp(row.get("end_time"), f"{where}.end_time", required=False)
+            if row.get("source") is not None and row["source"] not in TRACE_SOURCES:
+                raise BadRequest(f"{where}.source {row['source']!r} must be one of {list(TRACE_SOURCES)}")
+            if row.get("metadata") is not None and not isinstance(row["metadata"], dict):
+                raise BadRequest(f"{where}.metadata must be a JSON object")
+        with self._lock:
+            stamp = now_iso()
+            for row in rows:
+                trace = {k: copy.deepcopy(v) for k, v in row.items() if v is not None and k != "project_name"}
+                trace.update(
+                    project_id=self._project_id_for(row, "trace"),
+                    created_at=stamp,
+                    last_updated_at=row.get("last_updated_at") or stamp,
+                )
+                trace.setdefault("metadata", {})
+                trace.setdefault("tags", [])
+                self._store_trace(trace)
+        return 204, None
+
+    def _create_spans(self, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        rows = self._batch(body, "spans")
+        seen: set[str] = set()
+        for index, row in enumerate(rows):
+            where = f"spans[{index}]"
+            self._fields(row, SPAN_WRITE_FIELDS, where)
+            if not is_uuid7(row.get("id")):
+                raise BadRequest(f"{where}.id {row.get('id')!r}: span id must be a version 7 UUID")
+            if row["id"] in seen:
+                raise BadRequest(f"{where}.id {row['id']!r} appears twice in one batch")
+            seen.add(row["id"])
+            if not is_uuid7(row.get("trace_id")):
+                raise BadRequest(f"{where}.trace_id {row.get('trace_id')!r} must be a version 7 UUID")
+            if row.get("parent_span_id") is not None and not is_uuid7(row["parent_span_id"]):
+                raise BadRequest(f"{where}.parent_span_id {row['parent_span_id']!r} must be a version 7 UUID")
+            if row.get("type") is not None and row["type"] not in SPAN_TYPES:
+                raise BadRequest(f"{where}.type {row['type']!r} must be one of {list(SPAN_TYPES)}")
+            if row.get("source") is not None and row["source"] not in TRACE_SOURCES:
+                raise BadRequest(f"{where}.source {row['source']!r} must be one of {list(TRACE_SOURCES)}")
+            self._timestamp(row.get("start_time"), f"{where}.start_time", required=True)
+            self._timestamp(row.get("end_time"), f"{where}.end_time", required=False)
+        with self._lock:
+            for row in rows:
+                span = {k: copy.deepcopy(v) for k, v in row.items() if v is not None and k != "project_name"}
+                span["project_id"] = self._project_id_for(row, "span")
+                self._spans[row["id"]] = span
+        return 204, None
+
+    def _score_traces(self, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        rows = self._batch(body, "scores")
+        for index, row in enumerate(rows):
+            where = f"scores[{index}]"
+            self._fields(row, FEEDBACK_WRITE_FIELDS, where)
+            if not is_uuid(row.get("id")):
+                raise BadRequest(f"{where}.id {row.get('id')!r} (the trace id) is not a UUID")
+            if not isinstance(row.get("name"), str) or not row["name"].strip():
+                raise BadRequest(f"{where}.name must not be blank")
+            value = row.get("value")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+                raise BadRequest(f"{where}.value {value!r} must be a number")
+            if abs(value) > 999_999_999.999999999:
+                raise BadRequest(f"{where}.value {value!r} is out of range")
+            if row.get("source") not in FEEDBACK_SOURCES:
+                raise BadRequest(f"{where}.source {row.get('source')!r} must be one of {list(FEEDBACK_SOURCES)}")
+        with self._lock:
+            stamp = now_iso()
+            for row in rows:
+                self._project_id_for(row, "feedback score")
+                score = {
+                    "name": row["name"],
+                    "value": float(row["value"]),
+                    "source": row["source"],
+                    "created_at": stamp,
+                    "last_updated_at": stamp,
+                }
+                for optional in ("reason", "category_name"):
+                    if row.get(optional) is not None:
+                        score[optional] = row[optional]
+                trace = self._trace_index.get(row["id"])
+                if trace is None:
+                    pending = self._pending_scores.setdefault(row["id"], [])
+                    pending[:] = [s for s in pending if s["name"] != score["name"]] + [score]
+                else:
+                    trace["feedback_scores"] = [s for s in trace["feedback_scores"] if s["name"] != score["name"]] + [
+                        score
+                    ]
+        return 204, None
+
+    def _create_experiment(self, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        body = self._object(body, set(EXPERIMENT_WRITE_FIELDS), {"dataset_name"})
+        if body.get("id") is not None and not is_uuid7(body["id"]):
+            raise BadRequest(f"experiment id {body['id']!r} must be a version 7 UUID")
+        if body.get("type") is not None and body["type"] not in EXPERIMENT_TYPES:
+            raise BadRequest(f"experiment type {body['type']!r} must be one of {list(EXPERIMENT_TYPES)}")
+        if body.get("evaluation_method") is not None and body["evaluation_method"] not in EXPERIMENT_METHODS:
+            raise BadRequest(f"evaluation_method {body['evaluation_method']!r} must be one of {list(EXPERIMENT_METHODS)}")
+        if body.get("status") is not None and body["status"] not in EXPERIMENT_STATUSES:
+            raise BadRequest(f"experiment status {body['status']!r} must be one of {list(EXPERIMENT_STATUSES)}")
+        if body.get("metadata") is not None and not isinstance(body["metadata"], (dict, list)):
+            raise BadRequest("experiment metadata must be a JSON object or array")
+        if body.get("optimization_id") or body.get("experiment_scores") or body.get("prompt_version"):
+            raise BadRequest("optimization_id, experiment_scores and prompt_version are not modelled by the fake")
+        if body.get("prompt_versions"):
+            raise BadRequest("prompt_versions are not modelled by the fake")
+        with self._lock:
+            dataset = self._find_dataset(body["dataset_name"], body.get("project_name"))
+            if dataset is None:
+                # The backend would create the dataset; an experiment on a dataset that does not
+                # exist means the pipeline evaluated something it never wrote.
+                raise BadRequest(f"experiment on dataset {body['dataset_name']!r}, which the fake does not hold")
+            version_id = body.get("dataset_version_id")
+            if version_id is not None and version_id not in {v.id for v in dataset.versions}:
+                raise BadRequest(f"dataset_version_id {version_id!r} is not a version of {dataset.name!r}")
+            experiment_id = body.get("id") or uuid7()
+            if experiment_id in self._experiments:
+                return 409, {"errors": ["Experiment already exists"]}
+            self._experiments[experiment_id] = {
+                "id": experiment_id,
+                "name": body.get("name") or f"experiment-{experiment_id[-6:]}",
+                "dataset_id": dataset.id,
+                "dataset_name": dataset.name,
+                "project_id": self._project_id_for(body, "experiment") if body.get("project_name") or body.get(
+                    "project_id") else dataset.project_id,
+                "metadata": copy.deepcopy(body.get("metadata")),
+                "tags": list(body.get("tags") or []),
+                "type": body.get("type") or "regular",
+                "evaluation_method": body.get("evaluation_method") or "dataset",
+                "status": body.get("status") or "running",
+                "dataset_version_id": version_id or (dataset.versions[0].id if dataset.versions else None),
+                "created_at": now_iso(),
+            }
+        return 201, None
+
+    def _create_experiment_items(self, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        rows = self._batch(body, "experiment_items")
+        with self._lock:
+            for index, row in enumerate(rows):
+                where = f"experiment_items[{index}]"
+                self._fields(row, EXPERIMENT_ITEM_WRITE_FIELDS, where)
+                if not is_uuid7(row.get("id")):
+                    raise BadRequest(f"{where}.id {row.get('id')!r} must be a version 7 UUID")
+                experiment = self._experiments.get(row.get("experiment_id") or "")
+                if experiment is None:
+                    raise BadRequest(f"{where}.experiment_id {row.get('experiment_id')!r} is not an experiment")
+                dataset = self._datasets[experiment["dataset_id"]]
+                if not any(row.get("dataset_item_id") in v.items for v in dataset.versions):
+                    raise BadRequest(
+                        f"{where}.dataset_item_id {row.get('dataset_item_id')!r} is not an item of {dataset.name!r}"
+                    )
+                if not is_uuid7(row.get("trace_id")):
+                    raise BadRequest(f"{where}.trace_id {row.get('trace_id')!r} must be a version 7 UUID")
+                policy = row.get("execution_policy")
+                if policy is not None and (not isinstance(policy, dict) or set(policy) - {"runs_per_item", "pass_threshold"}):
+                    raise BadRequest(f"{where}.execution_policy {policy!r} is not an execution policy")
+            for row in rows:
+                self._experiment_items[row["id"]] = {
+                    "id": row["id"],
+                    "experiment_id": row["experiment_id"],
+                    "dataset_item_id": row["dataset_item_id"],
+                    "trace_id": row["trace_id"],
+                    "created_at": now_iso(),
+                }
+        return 204, None
+
+    def _finish_experiments(self, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        body = self._object(body, {"ids"}, {"ids"})
+        ids = body["ids"]
+        if not isinstance(ids, list) or not 1 <= len(ids) <= 1000 or not all(is_uuid(i) for i in ids):
+            raise BadRequest("ids must hold between 1 and 1000 experiment ids")
+        with self._lock:
+            unknown = [i for i in ids if i not in self._experiments]
+            if unknown:
+                raise BadRequest(f"finishing unknown experiment(s) {unknown}")
+            for experiment_id in ids:
+                self._experiments[experiment_id]["status"] = "completed"
+        return 204, None
 
     @staticmethod
     def _trace_predicate(spec: Any) -> Callable[[dict[str, Any]], bool]:
