@@ -52,44 +52,30 @@ def _skill():
 
 
 def _pool(skill) -> list:
-    from skill_pipeline.core.generation import SCENARIO_PROMPT_VERSION, SyntheticScenario, synthetic_item_key
-    from skill_pipeline.models import DIFFICULTY_LEVELS, SCENARIOS_PER_DIFFICULTY
+    from skill_pipeline_tests.builders import synthetic_pool
 
-    return [
-        SyntheticScenario(
-            item_key=synthetic_item_key(d, slot),
-            slot=slot,
-            difficulty=d,
-            scenario=f"During an outage of service {d}-{slot}, the on-call engineer must decide whether to escalate",
-            expected_concepts=["triage", f"escalation level {d}"],
-            generator="offline",
-            model="offline-writer-v1",
-            prompt_version=SCENARIO_PROMPT_VERSION,
-            skill_fingerprint=skill.fingerprint,
-            created_at="2024-06-01T00:00:00+00:00",
-        )
-        for d in DIFFICULTY_LEVELS
-        for slot in range(1, SCENARIOS_PER_DIFFICULTY + 1)
-    ]
+    return synthetic_pool(
+        skill,
+        scenario="During an outage of service {difficulty}-{slot}, the on-call engineer must decide whether to escalate",
+        concepts=("triage", "escalation level {difficulty}"),
+        created_at="2024-06-01T00:00:00+00:00",
+    )
 
 
 def _candidates(count: int) -> list:
-    from skill_pipeline.models import Candidate
+    from skill_pipeline_tests.builders import candidate
 
     return [
-        Candidate(
-            challenge_id=f"bench-challenge-{i}",
-            difficulty=1 + (2 * i) % 10,
+        candidate(
+            f"bench-challenge-{i}",
+            1 + (2 * i) % 10,
             question=f"Which step comes first when alert {i} pages the on-call engineer?",
             options=["Acknowledge and assess impact", "Restart every service", "Wait for a second alert", "Close the alert"],
-            correct_option=0,
             explanation="Acknowledging stops the escalation chain and assessing impact decides the severity.",
             answer_count=12,
-            correct_rate=0.8,
             response_time_score=0.9,
             user_confidence=0.7,
             judge_composite_score=0.9 - i / 100,
-            eligible=True,
         )
         for i in range(count)
     ]

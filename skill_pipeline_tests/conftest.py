@@ -9,6 +9,11 @@ os.environ.setdefault("OPIK_ANALYTICS_ENABLE", "false")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("OPIK_CHECK_TLS_CERTIFICATE", "false")
 
+# The loopback fakes' fixtures, for every test module (imported after the environment is set).
+from skill_pipeline_tests.fakes.anthropic_server import anthropic_fake  # noqa: E402,F401
+from skill_pipeline_tests.fakes.opik_server import opik_fake  # noqa: E402,F401
+from skill_pipeline_tests.fakes.postgrest_server import postgrest_fake  # noqa: E402,F401
+
 PRODUCTION_VARIABLES = (
     "SUPABASE_URL",
     "SUPABASE_KEY",

@@ -14,7 +14,7 @@ import pytest
 from skill_pipeline.core.generation import SCENARIO_TOOL_SCHEMA
 from skill_pipeline.models import SCENARIOS_PER_DIFFICULTY, Scenario, Skill, TokenUsage, find_placeholder
 from skill_pipeline.resources.llm import AnthropicLLM, ScenarioGenerationError
-from skill_pipeline_tests.fakes.anthropic_server import API_VERSION, AnthropicFake, anthropic_fake  # noqa: F401
+from skill_pipeline_tests.fakes.anthropic_server import API_VERSION, AnthropicFake
 
 SKILL = Skill(id="skill-42", name="SQL joins", description="inner and outer joins, join keys, null handling")
 

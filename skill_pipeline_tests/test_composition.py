@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from skill_pipeline.core.composition import Composition, compose_dataset
 from skill_pipeline.core.generation import SyntheticScenario, item_id, synthetic_item_key
+from skill_pipeline_tests.builders import synthetic_pool as build_pool
 from skill_pipeline.models import (
     DATASET_SIZE,
     DIFFICULTY_LEVELS,
@@ -40,22 +41,14 @@ SKILL = Skill(
 
 def synthetic_pool(skill: Skill = SKILL) -> list[SyntheticScenario]:
     """10 difficulties x 5 slots, listed in a scrambled order (composition must sort them)."""
-    rows = [
-        SyntheticScenario(
-            item_key=synthetic_item_key(difficulty, slot),
-            slot=slot,
-            difficulty=difficulty,
-            scenario=f"A reporting query at difficulty {difficulty}, situation number {slot}",
-            expected_concepts=[f"concept-{difficulty}-{slot}"],
-            generator="offline",
-            model="offline-deterministic",
-            prompt_version="scenarios-test",
-            skill_fingerprint=skill.fingerprint,
-            created_at="2025-03-01T00:00:00+00:00",
-        )
-        for difficulty in DIFFICULTY_LEVELS
-        for slot in range(1, SCENARIOS_PER_DIFFICULTY + 1)
-    ]
+    rows = build_pool(
+        skill,
+        scenario="A reporting query at difficulty {difficulty}, situation number {slot}",
+        concepts=("concept-{difficulty}-{slot}",),
+        model="offline-deterministic",
+        prompt_version="scenarios-test",
+        created_at="2025-03-01T00:00:00+00:00",
+    )
     return rows[::-1]
 
 

@@ -23,21 +23,21 @@ from skill_pipeline.challenge_prompt import CURRENT_PROMPT, JUDGE_PROMPT_VERSION
 from skill_pipeline.checks import prompt_experiment_regression
 from skill_pipeline.core.composition import compose_dataset
 from skill_pipeline.core.experiment import summarise_scores
-from skill_pipeline.core.generation import SCENARIO_PROMPT_VERSION, SyntheticScenario, synthetic_item_key
+from skill_pipeline.core.generation import SyntheticScenario
 from skill_pipeline.core.metrics import METRIC_NAMES
 from skill_pipeline.demo.seed import build_demo_data, demo_skill_id
-from skill_pipeline.models import DIFFICULTY_LEVELS, Candidate, DatasetItem, Skill, dataset_name
+from skill_pipeline.models import Candidate, DatasetItem, Skill, dataset_name
 from skill_pipeline.resources.dataset_store import ExperimentRecord, OpikDatasetStore, OpikDatasetStoreError
 from skill_pipeline.resources.llm import AnthropicCallError, AnthropicLLM
 from skill_pipeline.resources.skill_store import SqliteSkillStore
 from skill_pipeline_tests.dagster_helpers import check_results, materialize_skill, metadata, tick
-from skill_pipeline_tests.fakes.anthropic_server import AnthropicFake, anthropic_fake  # noqa: F401 - fixture
-from skill_pipeline_tests.fakes.opik_server import (  # noqa: F401 - opik_fake is a fixture
+from skill_pipeline_tests.builders import candidate as build_candidate, synthetic_pool
+from skill_pipeline_tests.fakes.anthropic_server import AnthropicFake
+from skill_pipeline_tests.fakes.opik_server import (
     OPIK_TEST_API_KEY,
     OPIK_TEST_WORKSPACE,
     FakeOpik,
     fast_sdk_retries,
-    opik_fake,
 )
 
 PROJECT = "skill-pipeline"
@@ -78,38 +78,11 @@ def make_llm(fake: AnthropicFake, **overrides: Any) -> AnthropicLLM:
 
 
 def pool(skill: Skill = SKILL) -> list[SyntheticScenario]:
-    return [
-        SyntheticScenario(
-            item_key=synthetic_item_key(difficulty, slot),
-            slot=slot,
-            difficulty=difficulty,
-            scenario=f"A data analyst writes report query {difficulty}-{slot} for the finance team before month end",
-            expected_concepts=["GROUP BY aggregation", f"window functions over partition {slot}"],
-            generator="anthropic",
-            model="claude-haiku-4-5-20251001",
-            prompt_version=SCENARIO_PROMPT_VERSION,
-            skill_fingerprint=skill.fingerprint,
-            created_at="2024-03-01T00:00:00+00:00",
-        )
-        for difficulty in DIFFICULTY_LEVELS
-        for slot in range(1, 6)
-    ]
+    return synthetic_pool(skill, generator="anthropic", model="claude-haiku-4-5-20251001")
 
 
 def candidate(challenge_id: str, difficulty: int) -> Candidate:
-    return Candidate(
-        challenge_id=challenge_id,
-        difficulty=difficulty,
-        question=f"Which clause filters groups after aggregation in report {challenge_id}?",
-        options=["HAVING", "WHERE", "ORDER BY", "LIMIT"],
-        correct_option=0,
-        explanation="HAVING filters groups; WHERE filters rows before grouping.",
-        answer_count=9,
-        correct_rate=0.8,
-        response_time_score=0.7,
-        judge_composite_score=0.9,
-        eligible=True,
-    )
+    return build_candidate(challenge_id, difficulty, user_confidence=None)
 
 
 @pytest.fixture

@@ -17,22 +17,17 @@ import httpx
 import pytest
 
 from skill_pipeline.core.composition import compose_dataset
-from skill_pipeline.core.generation import (
-    SCENARIO_PROMPT_VERSION,
-    SyntheticScenario,
-    item_id,
-    synthetic_item_key,
-)
-from skill_pipeline.models import DATASET_SIZE, DIFFICULTY_LEVELS, Candidate, DatasetItem, Skill, dataset_name
+from skill_pipeline.core.generation import SyntheticScenario, item_id
+from skill_pipeline.models import DATASET_SIZE, Candidate, DatasetItem, Skill, dataset_name
 from skill_pipeline.resources.dataset_store import OpikDatasetStore, OpikDatasetStoreError
-from skill_pipeline_tests.fakes.opik_server import (  # noqa: F401 - opik_fake is a fixture
+from skill_pipeline_tests.builders import candidate as build_candidate, synthetic_pool as build_pool
+from skill_pipeline_tests.fakes.opik_server import (
     OPIK_TEST_API_KEY,
     OPIK_TEST_WORKSPACE,
     FakeOpik,
     fast_sdk_retries,
     is_uuid7,
     loopback_only,
-    opik_fake,
 )
 
 PROJECT = "skill-pipeline"
@@ -46,37 +41,26 @@ NAME = dataset_name(SKILL.id)
 
 
 def synthetic_pool(skill: Skill = SKILL, variant: str = "") -> list[SyntheticScenario]:
-    return [
-        SyntheticScenario(
-            item_key=synthetic_item_key(difficulty, slot),
-            slot=slot,
-            difficulty=difficulty,
-            scenario=f"An analyst reconciles payroll batch {difficulty}-{slot}{variant} against the bank export",
-            expected_concepts=["ledger matching", f"variance threshold {difficulty}"],
-            generator="offline",
-            model="offline-v1",
-            prompt_version=SCENARIO_PROMPT_VERSION,
-            skill_fingerprint=skill.fingerprint,
-            created_at="2024-03-01T00:00:00+00:00",
-        )
-        for difficulty in DIFFICULTY_LEVELS
-        for slot in range(1, 6)
-    ]
+    return build_pool(
+        skill,
+        scenario="An analyst reconciles payroll batch {difficulty}-{slot}" + variant + " against the bank export",
+        concepts=("ledger matching", "variance threshold {difficulty}"),
+        model="offline-v1",
+    )
 
 
 def candidate(challenge_id: str, difficulty: int, judge: float = 0.9) -> Candidate:
-    return Candidate(
-        challenge_id=challenge_id,
-        difficulty=difficulty,
+    return build_candidate(
+        challenge_id,
+        difficulty,
         question=f"Which control catches a duplicated payroll run in batch {challenge_id}?",
         options=["Bank reconciliation", "Headcount report", "Tax filing", "Leave balance"],
-        correct_option=0,
         explanation="Only the bank reconciliation compares paid totals against the ledger.",
         answer_count=6,
         correct_rate=0.83,
         response_time_score=0.72,
+        user_confidence=None,
         judge_composite_score=judge,
-        eligible=True,
     )
 
 

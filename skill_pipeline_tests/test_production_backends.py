@@ -34,14 +34,13 @@ from skill_pipeline.resources.dataset_store import OpikDatasetStore
 from skill_pipeline.resources.llm import AnthropicLLM
 from skill_pipeline.resources.skill_store import SupabaseSkillStore
 from skill_pipeline_tests.dagster_helpers import check_results, materialize_skill, metadata, tick
-from skill_pipeline_tests.fakes.anthropic_server import AnthropicFake, anthropic_fake  # noqa: F401 - fixture
-from skill_pipeline_tests.fakes.opik_server import (  # noqa: F401 - opik_fake is a fixture
+from skill_pipeline_tests.fakes.anthropic_server import AnthropicFake
+from skill_pipeline_tests.fakes.opik_server import (
     OPIK_TEST_API_KEY,
     FakeOpik,
     fast_sdk_retries,
-    opik_fake,
 )
-from skill_pipeline_tests.fakes.postgrest_server import PostgrestFake, postgrest_fake  # noqa: F401 - fixture
+from skill_pipeline_tests.fakes.postgrest_server import PostgrestFake
 
 PROJECT = "skill-pipeline"
 ACTIVE = sorted(demo_skill_id(name) for name, _, active in DEMO_SKILLS if active)

@@ -17,7 +17,7 @@ from skill_pipeline.challenge_prompt import (
 )
 from skill_pipeline.core.experiment import ExperimentSummary, compare, summarise_scores
 from skill_pipeline.core.metrics import ChallengeTaskOutput
-from skill_pipeline.models import DIFFICULTY_LEVELS, DatasetItem, TokenUsage, dataset_name
+from skill_pipeline.models import DatasetItem, dataset_name
 from skill_pipeline.partitions import skills_partitions
 from skill_pipeline.resources.dataset_store import DatasetStore, ExperimentRecord
 from skill_pipeline.resources.llm import ScenarioLLM

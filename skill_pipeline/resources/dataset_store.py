@@ -9,16 +9,21 @@ write is caught.
 from __future__ import annotations
 
 import json
+import logging
+import math
 import sqlite3
+import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
+from contextlib import closing, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
+import tenacity
 from dagster import ConfigurableResource
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
 from skill_pipeline.core.composition import Composition
 from skill_pipeline.core.experiment import ScoreRow
@@ -322,17 +327,6 @@ class LocalDatasetStore(DatasetStore):
 # ------------------------------------------------------------------------------------------------
 # Opik (production): the ``opik`` SDK against an Opik server (``OPIK_URL_OVERRIDE``) or Comet cloud.
 
-import logging  # noqa: E402 - this section is appended to the module and keeps its imports with it
-import math  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from concurrent.futures import ThreadPoolExecutor  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-from typing import TYPE_CHECKING, Callable, Iterator  # noqa: E402
-
-import tenacity  # noqa: E402
-from pydantic import PrivateAttr, ValidationError  # noqa: E402
 
 if TYPE_CHECKING:  # the SDK is imported lazily: a local-only run never pays for it
     import opik

@@ -9,15 +9,19 @@ what is missing, then the run fails. Nothing is padded.
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import json
+import logging
 import re
+import threading
+import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from datetime import datetime, timezone
-from typing import Mapping
+from typing import Any, Mapping
 
-from dagster import ConfigurableResource
-from pydantic import BaseModel, Field
+from dagster import ConfigurableResource, EnvVar
+from pydantic import BaseModel, Field, PrivateAttr
 
 from skill_pipeline.challenge_prompt import (
     CHALLENGE_TOOL_NAME,
@@ -30,6 +34,8 @@ from skill_pipeline.challenge_prompt import (
 )
 from skill_pipeline.core.generation import (
     SCENARIO_PROMPT_VERSION,
+    SCENARIO_TOOL_SCHEMA,
+    build_scenario_prompt,
     ScenarioParseError,
     SyntheticScenario,
     parse_scenarios_partial,
@@ -357,16 +363,8 @@ class OfflineLLM(ScenarioLLM):
 # ---------------------------------------------------------------------------------------------
 # Imports of this section live here so that the offline path above never pays for them; the SDK
 # itself is imported only when the first client is built.
-import email.utils  # noqa: E402
-import logging  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from typing import Any  # noqa: E402
 
-from dagster import EnvVar  # noqa: E402
-from pydantic import PrivateAttr  # noqa: E402
 
-from skill_pipeline.core.generation import SCENARIO_TOOL_SCHEMA, build_scenario_prompt  # noqa: E402
 
 _anthropic_log = logging.getLogger(__name__ + ".anthropic")
 

@@ -7,15 +7,22 @@ uses are read, and never a user id.
 
 from __future__ import annotations
 
+import json
+import logging
 import sqlite3
-from contextlib import closing
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pandas as pd
+import tenacity
 from dagster import ConfigurableResource
-from pydantic import Field, PrivateAttr
+from postgrest.exceptions import APIError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError, field_validator
 
 from skill_pipeline.models import Skill
 
@@ -191,16 +198,7 @@ class SqliteSkillStore(SkillStore):
 # Supabase (PostgREST through the ``supabase`` SDK)
 # ---------------------------------------------------------------------------------------------
 # Imports for this section live here so that the section can be read (and owned) on its own.
-import json  # noqa: E402
-import logging  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-from typing import Any  # noqa: E402
 
-import httpx  # noqa: E402
-import tenacity  # noqa: E402
-from postgrest.exceptions import APIError  # noqa: E402
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, field_validator  # noqa: E402
 
 _log = logging.getLogger(__name__)
 
