@@ -81,4 +81,6 @@ def skill_dataset(
         f"{name}: {report.inserted} inserted, {report.updated} updated, {report.deleted} deleted, "
         f"{report.unchanged} unchanged; promoted {composition.newly_promoted or 'none'}"
     )
-    return dg.MaterializeResult(metadata=status_metadata(composition, report, dataset_store.backend))
+    return dg.MaterializeResult(
+        metadata={"skill_name": skill.name, **status_metadata(composition, report, dataset_store.backend)}
+    )

@@ -129,6 +129,7 @@ def prompt_experiment(
 
     main = summaries[0]
     metadata: dict[str, Any] = {
+        "skill_name": skill.name,
         **main.flat_metadata(),
         "prompt_version": prompts[0].label,
         "judge_prompt_version": JUDGE_PROMPT_VERSION,

@@ -107,6 +107,7 @@ def synthetic_scenarios(
         frame,
         metadata={
             "skill_name": skill.name,
+            "dagster/row_count": len(frame),
             "dataset_name": dataset_name(skill.id),
             "scenarios": len(frame),
             "source": "adopted" if complete else ("completed" if pool_before else "generated"),

@@ -42,6 +42,7 @@ def gold_standard_candidates(
     dataset_store: DatasetStore,
 ) -> dg.Output[pd.DataFrame]:
     skill_id = context.partition_key
+    skill = skill_store.get_skill(skill_id)
     data = skill_store.load_challenges(skill_id)
     try:
         judge = dataset_store.judge_scores(data.challenges["id"].astype(str).tolist())
@@ -55,6 +56,8 @@ def gold_standard_candidates(
     return dg.Output(
         frame,
         metadata={
+            "skill_name": skill.name,
+            "dagster/row_count": len(frame),
             "challenges_read": summary.challenges_read,
             "answers_read": summary.answers_read,
             "answers_invalid": summary.answers_invalid,
