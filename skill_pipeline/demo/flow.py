@@ -11,6 +11,8 @@ from skill_pipeline.models import dataset_name
 from skill_pipeline.sensors import skill_sensor
 
 MAX_PROMOTION_ROUNDS = 12
+# The demo prints its own summary; the full event log stays in the instance for `make dev`.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 class SkillRow(BaseModel):
@@ -76,7 +78,9 @@ def run_demo(instance: dg.DagsterInstance, echo: Callable[[str], None] = lambda 
     deleted: dict[str, int] = {}
     job = defs.resolve_job_def("skill_dataset_job")
     for request in result.run_requests:
-        run = job.execute_in_process(instance=instance, partition_key=request.partition_key, tags=request.tags)
+        run = job.execute_in_process(
+            instance=instance, partition_key=request.partition_key, tags=request.tags, run_config=QUIET
+        )
         meta = _metadata(run, "skill_dataset")
         written[request.partition_key] = meta.get("items_inserted", 0) + meta.get("items_updated", 0)
         deleted[request.partition_key] = meta.get("items_deleted", 0)
@@ -92,7 +96,7 @@ def run_demo(instance: dg.DagsterInstance, echo: Callable[[str], None] = lambda 
     for round_number in range(1, MAX_PROMOTION_ROUNDS + 1):
         promoted, shares = 0, {}
         for skill in skills:
-            run = promotion.execute_in_process(instance=instance, partition_key=skill.id)
+            run = promotion.execute_in_process(instance=instance, partition_key=skill.id, run_config=QUIET)
             meta = _metadata(run, "skill_dataset")
             promoted += meta.get("newly_promoted", 0)
             written[skill.id] = written.get(skill.id, 0) + meta.get("items_inserted", 0) + meta.get("items_updated", 0)
