@@ -4,13 +4,15 @@
 import json
 
 import dagster as dg
+from pydantic import BaseModel
 
 from skill_pipeline.jobs import skill_dataset_job
+from skill_pipeline.models import Skill
 from skill_pipeline.partitions import skills_partitions
 from skill_pipeline.resources.skill_store import SkillStore
 
 
-class SensorCursor(dg.Config):
+class SensorCursor(BaseModel):
     """What the sensor saw last tick: the fingerprint of each active skill, and how many times each
     skill has (re)entered the active set, so that re-activation gets a fresh run key (Dagster
     remembers run keys for the sensor's lifetime)."""
@@ -19,7 +21,7 @@ class SensorCursor(dg.Config):
     epochs: dict[str, int] = {}
 
 
-def decide(cursor: SensorCursor, skills: list, known_partitions: set[str]) -> tuple[list[str], list[dg.RunRequest], SensorCursor]:
+def decide(cursor: SensorCursor, skills: list[Skill], known_partitions: set[str]) -> tuple[list[str], list[dg.RunRequest], SensorCursor]:
     """New partitions, run requests and the next cursor, from what the store lists now."""
     new_partitions = [s.id for s in skills if s.id not in known_partitions]
     epochs = dict(cursor.epochs)

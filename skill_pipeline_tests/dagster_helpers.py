@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import dagster as dg
@@ -58,12 +57,4 @@ def metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
 
 
 def check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
-    return {e.asset_check_evaluation.check_name: e.asset_check_evaluation.passed
-            for e in result.get_asset_check_evaluations() if hasattr(e, "asset_check_evaluation")} or {
-        e.check_name: e.passed for e in result.get_asset_check_evaluations()
-    }
-
-
-def cursor_json(result: dg.SensorResult) -> str:
-    json.loads(result.cursor)
-    return result.cursor
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
