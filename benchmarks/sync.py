@@ -90,12 +90,10 @@ class _Tally:
         return self.written, self.deleted
 
 
-def _counting_local():
-    from skill_pipeline.resources.dataset_store import LocalDatasetStore
+def _counting(base: type) -> type:
+    """``base`` (a dataset store class), counting the items each sync writes and deletes."""
 
-    class CountingLocalStore(LocalDatasetStore):
-        """The local store, counting the items each sync writes and deletes."""
-
+    class Counting(base):  # type: ignore[misc, valid-type]
         _tally: _Tally = PrivateAttr(default_factory=_Tally)
 
         def write_items(self, name: str, items: list) -> None:
@@ -106,26 +104,20 @@ def _counting_local():
             self._tally.deleted += len(ids)
             super().delete_items(name, ids)
 
-    return CountingLocalStore
+    Counting.__name__ = Counting.__qualname__ = f"Counting{base.__name__}"
+    return Counting
+
+
+def _counting_local():
+    from skill_pipeline.resources.dataset_store import LocalDatasetStore
+
+    return _counting(LocalDatasetStore)
 
 
 def _counting_opik():
     from skill_pipeline.resources.dataset_store import OpikDatasetStore
 
-    class CountingOpikStore(OpikDatasetStore):
-        """The Opik store, counting the items each sync writes and deletes."""
-
-        _tally: _Tally = PrivateAttr(default_factory=_Tally)
-
-        def write_items(self, name: str, items: list) -> None:
-            self._tally.written += len(items)
-            super().write_items(name, items)
-
-        def delete_items(self, name: str, ids: list[str]) -> None:
-            self._tally.deleted += len(ids)
-            super().delete_items(name, ids)
-
-    return CountingOpikStore
+    return _counting(OpikDatasetStore)
 
 
 def _scenarios(store: Any, backend: str, requests: Any = None) -> list[Row]:

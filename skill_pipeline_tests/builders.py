@@ -9,6 +9,7 @@ from typing import Any
 
 from skill_pipeline.core.generation import SCENARIO_PROMPT_VERSION, SyntheticScenario, synthetic_item_key
 from skill_pipeline.models import DIFFICULTY_LEVELS, SCENARIOS_PER_DIFFICULTY, Candidate, Skill
+from skill_pipeline.resources.dataset_store import OpikDatasetStore
 
 
 def synthetic_pool(
@@ -56,3 +57,19 @@ def candidate(challenge_id: str, difficulty: int, **fields: Any) -> Candidate:
     }
     values.update(fields)
     return Candidate(challenge_id=challenge_id, difficulty=difficulty, **values)
+
+
+def opik_store(fake: Any, project_name: str = "skill-pipeline", **overrides: Any) -> OpikDatasetStore:
+    """An ``OpikDatasetStore`` pointed at the loopback Opik fake, with short retry waits."""
+    from skill_pipeline_tests.fakes.opik_server import OPIK_TEST_API_KEY, OPIK_TEST_WORKSPACE
+
+    settings: dict[str, Any] = {
+        "url": fake.url,
+        "api_key": OPIK_TEST_API_KEY,
+        "workspace": OPIK_TEST_WORKSPACE,
+        "project_name": project_name,
+        "write_timeout_seconds": 20,
+        "retry_backoff_seconds": 0.01,
+    }
+    settings.update(overrides)
+    return OpikDatasetStore(**settings)

@@ -31,7 +31,7 @@ from skill_pipeline.resources.dataset_store import ExperimentRecord, OpikDataset
 from skill_pipeline.resources.llm import AnthropicCallError, AnthropicLLM
 from skill_pipeline.resources.skill_store import SqliteSkillStore
 from skill_pipeline_tests.dagster_helpers import check_results, materialize_skill, metadata, tick
-from skill_pipeline_tests.builders import candidate as build_candidate, synthetic_pool
+from skill_pipeline_tests.builders import candidate as build_candidate, opik_store, synthetic_pool
 from skill_pipeline_tests.fakes.anthropic_server import AnthropicFake
 from skill_pipeline_tests.fakes.opik_server import (
     OPIK_TEST_API_KEY,
@@ -59,16 +59,7 @@ def _fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def make_store(fake: FakeOpik, **overrides: Any) -> OpikDatasetStore:
-    settings: dict[str, Any] = dict(
-        url=fake.url,
-        api_key=OPIK_TEST_API_KEY,
-        workspace=OPIK_TEST_WORKSPACE,
-        project_name=PROJECT,
-        write_timeout_seconds=20,
-        retry_backoff_seconds=0.01,
-    )
-    settings.update(overrides)
-    return OpikDatasetStore(**settings)
+    return opik_store(fake, PROJECT, **overrides)
 
 
 def make_llm(fake: AnthropicFake, **overrides: Any) -> AnthropicLLM:

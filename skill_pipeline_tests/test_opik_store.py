@@ -20,7 +20,7 @@ from skill_pipeline.core.composition import compose_dataset
 from skill_pipeline.core.generation import SyntheticScenario, item_id
 from skill_pipeline.models import DATASET_SIZE, Candidate, DatasetItem, Skill, dataset_name
 from skill_pipeline.resources.dataset_store import OpikDatasetStore, OpikDatasetStoreError
-from skill_pipeline_tests.builders import candidate as build_candidate, synthetic_pool as build_pool
+from skill_pipeline_tests.builders import candidate as build_candidate, opik_store, synthetic_pool as build_pool
 from skill_pipeline_tests.fakes.opik_server import (
     OPIK_TEST_API_KEY,
     OPIK_TEST_WORKSPACE,
@@ -85,16 +85,7 @@ def _fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def make_store(fake: FakeOpik, **overrides: object) -> OpikDatasetStore:
-    settings: dict = dict(
-        url=fake.url,
-        api_key=OPIK_TEST_API_KEY,
-        workspace=OPIK_TEST_WORKSPACE,
-        project_name=PROJECT,
-        write_timeout_seconds=20,
-        retry_backoff_seconds=0.01,
-    )
-    settings.update(overrides)
-    return OpikDatasetStore(**settings)
+    return opik_store(fake, PROJECT, **overrides)
 
 
 @pytest.fixture
