@@ -178,6 +178,18 @@ class BadRequest(Exception):
     """A request the real backend would reject with 400; the fake records it as a violation."""
 
 
+def _unique_uuid7_ids(rows: list[dict[str, Any]], kind: str) -> None:
+    """The backend's rule for a batch of traces or spans: every id a version 7 UUID, none twice."""
+    seen: set[str] = set()
+    for index, row in enumerate(rows):
+        where = f"{kind}s[{index}].id"
+        if not is_uuid7(row.get("id")):
+            raise BadRequest(f"{where} {row.get('id')!r}: {kind} id must be a version 7 UUID")
+        if row["id"] in seen:
+            raise BadRequest(f"{where} {row['id']!r} appears twice in one batch")
+        seen.add(row["id"])
+
+
 @dataclass
 class Fault:
     """What the next matching request gets instead of (or before) its normal answer.
@@ -926,15 +938,10 @@ class FakeOpik:
 
     def _create_traces(self, query: dict[str, str], body: Any) -> tuple[int, Any]:
         rows = self._batch(body, "traces")
-        seen: set[str] = set()
+        _unique_uuid7_ids(rows, "trace")
         for index, row in enumerate(rows):
             where = f"traces[{index}]"
             self._fields(row, TRACE_WRITE_FIELDS, where)
-            if not is_uuid7(row.get("id")):
-                raise BadRequest(f"{where}.id {row.get('id')!r}: trace id must be a version 7 UUID")
-            if row["id"] in seen:
-                raise BadRequest(f"{where}.id {row['id']!r} appears twice in one batch")
-            seen.add(row["id"])
             self._timestamp(row.get("start_time"), f"{where}.start_time", required=True)
             self._timestamp(row.get("end_time"), f"{where}.end_time", required=False)
             if row.get("source") is not None and row["source"] not in TRACE_SOURCES:
@@ -957,15 +964,10 @@ class FakeOpik:
 
     def _create_spans(self, query: dict[str, str], body: Any) -> tuple[int, Any]:
         rows = self._batch(body, "spans")
-        seen: set[str] = set()
+        _unique_uuid7_ids(rows, "span")
         for index, row in enumerate(rows):
             where = f"spans[{index}]"
             self._fields(row, SPAN_WRITE_FIELDS, where)
-            if not is_uuid7(row.get("id")):
-                raise BadRequest(f"{where}.id {row.get('id')!r}: span id must be a version 7 UUID")
-            if row["id"] in seen:
-                raise BadRequest(f"{where}.id {row['id']!r} appears twice in one batch")
-            seen.add(row["id"])
             if not is_uuid7(row.get("trace_id")):
                 raise BadRequest(f"{where}.trace_id {row.get('trace_id')!r} must be a version 7 UUID")
             if row.get("parent_span_id") is not None and not is_uuid7(row["parent_span_id"]):
