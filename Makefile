@@ -10,7 +10,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export SKILL_PIPELINE_HOME ?= $(CURDIR)/.skill_pipeline
 PORT ?= 3000
 
-.PHONY: install demo dev test bench validate clean
+.PHONY: install demo dev test test-fast bench validate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -37,6 +37,10 @@ dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 test: $(STAMP)
 	bash scripts/ensure_postgres.sh
 	$(BIN)/python -m pytest
+
+# The tests not marked slow (no PostgreSQL, no dagster dev): the inner loop. CI runs `make test`.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
 
 validate: $(STAMP)
 	$(BIN)/dagster definitions validate -w workspace.yaml

@@ -73,7 +73,7 @@ def _skills(count: int, prefix: str):
 def _llm(fake: AnthropicFakeProcess, bound: int):
     """An ``AnthropicLLM`` whose client is built and whose first connection is open before timing."""
     from skill_pipeline.models import ScenarioRequest
-    from skill_pipeline.resources.llm import AnthropicLLM
+    from skill_pipeline.resources.llm_anthropic import AnthropicLLM
 
     llm = AnthropicLLM(api_key=fake.api_key, base_url=fake.url, max_concurrency=bound, timeout_seconds=30, max_retries=0)
     warm = _skills(1, f"warm{bound}")[0]

@@ -7,6 +7,7 @@ import warnings
 
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
 from skill_pipeline.assets.dataset import skill_dataset
 from skill_pipeline.assets.evaluation import prompt_experiment
@@ -100,10 +101,11 @@ def skill_dataset_checks(
 
 
 class ExperimentRegressionConfig(dg.Config):
-    threshold: float = 0.7
-    """The mean score (0–1) under which the prompt fails."""
-    tolerance: float = 0.05
-    """How far the mean may fall against the previous materialisation of the same skill."""
+    threshold: float = Field(default=0.7, ge=0, le=1, description="The mean score (0–1) under which the prompt fails.")
+    tolerance: float = Field(
+        default=0.05, ge=0, le=1,
+        description="How far (0–1) the mean may fall against the previous materialisation of the same skill.",
+    )
 
 
 @dg.asset_check(

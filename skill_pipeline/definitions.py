@@ -61,7 +61,7 @@ def build_resources(env: Mapping[str, str] | None = None) -> dict[str, dg.Config
         dataset_store = LocalDatasetStore(path=str(home / "datasets.sqlite"))
 
     if env.get("ANTHROPIC_API_KEY"):
-        from skill_pipeline.resources.llm import AnthropicLLM
+        from skill_pipeline.resources.llm_anthropic import AnthropicLLM
 
         llm_args: dict = {"api_key": dg.EnvVar("ANTHROPIC_API_KEY")}
         if env.get("ANTHROPIC_MODEL"):
@@ -72,7 +72,7 @@ def build_resources(env: Mapping[str, str] | None = None) -> dict[str, dg.Config
             llm_args["max_concurrency"] = int(env["SKILL_PIPELINE_LLM_CONCURRENCY"])
         llm: dg.ConfigurableResource = AnthropicLLM(**llm_args)
     else:
-        from skill_pipeline.resources.llm import OfflineLLM
+        from skill_pipeline.resources.llm_offline import OfflineLLM
 
         llm = OfflineLLM()
 

@@ -145,14 +145,28 @@ class GoldStandardCriteria(BaseModel):
 
     Seed defaults: response-time score ≥ 0.6, judge score ≥ 0.7, correct answer required. The seed
     read "correct" from one answer; here it is a correct rate over all answers, with a minimum
-    number of answers so that one lucky user does not promote a challenge.
+    number of answers so that one lucky user does not promote a challenge. This is the one
+    declaration of the criteria: the launchpad's config class inherits these fields, so the
+    descriptions and bounds shown there are these.
     """
 
-    min_response_time_score: float = Field(default=0.6, ge=0, le=1)
-    min_judge_score: float = Field(default=0.7, ge=0, le=1)
-    require_correct_answer: bool = True
-    min_correct_rate: float = Field(default=0.5, ge=0, le=1)
-    min_answers: int = Field(default=3, ge=1)
+    min_response_time_score: float = Field(
+        default=0.6, ge=0, le=1,
+        description="Minimum median response-time score (0–1; 1 = answered within the expected time for the difficulty).",
+    )
+    min_judge_score: float = Field(
+        default=0.7, ge=0, le=1,
+        description="Minimum LLM-judge composite score (0–1) from the challenge's Opik feedback scores.",
+    )
+    require_correct_answer: bool = Field(
+        default=True, description="Apply min_correct_rate (the seed's 'correct answer required', read over all answers)."
+    )
+    min_correct_rate: float = Field(
+        default=0.5, ge=0, le=1, description="Minimum share of correct answers (0–1) when require_correct_answer is on."
+    )
+    min_answers: int = Field(
+        default=3, ge=1, le=100_000, description="Minimum number of valid answers before a challenge can be promoted."
+    )
 
 
 class DatasetItem(BaseModel):

@@ -11,7 +11,7 @@ from skill_pipeline.assets.generation import synthetic_scenarios
 from skill_pipeline.assets.promotion import gold_standard_candidates
 from skill_pipeline.checks import skill_dataset_checks, synthetic_scenarios_are_complete
 from skill_pipeline.resources.dataset_store import LocalDatasetStore
-from skill_pipeline.resources.llm import OfflineLLM
+from skill_pipeline.resources.llm_offline import OfflineLLM
 from skill_pipeline.resources.skill_store import SqliteSkillStore
 from skill_pipeline.sensors import skill_sensor
 

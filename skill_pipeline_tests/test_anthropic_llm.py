@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from skill_pipeline.core.generation import SCENARIO_TOOL_SCHEMA
+from skill_pipeline.core.scenario_writing import ScenarioGenerationError
 from skill_pipeline.models import SCENARIOS_PER_DIFFICULTY, Scenario, Skill, TokenUsage, find_placeholder
-from skill_pipeline.resources.llm import AnthropicLLM, ScenarioGenerationError
+from skill_pipeline.resources.llm_anthropic import AnthropicLLM
 from skill_pipeline_tests.fakes.anthropic_server import API_VERSION, AnthropicFake
 
 SKILL = Skill(id="skill-42", name="SQL joins", description="inner and outer joins, join keys, null handling")
@@ -74,19 +75,66 @@ def test_a_skill_gets_fifty_valid_rows_through_the_sdk(anthropic_fake):
     assert generation.usage.input_tokens > 0 and generation.usage.output_tokens > 0
 
 
-def test_the_ten_difficulties_are_in_flight_together_within_the_bound(anthropic_fake):
-    anthropic_fake.latency_seconds = 0.4
-    make_llm(anthropic_fake, max_concurrency=10).generate([SKILL])
-    assert anthropic_fake.max_in_flight() == 10
+class InFlightGate:
+    """A scenario responder for the fake that holds each request until ``bound`` are in flight.
 
-    # The measure is real: with a bound of 3, no more than 3 are ever served at once.
-    calls_before = anthropic_fake.calls
-    bounded = AnthropicFake(api_key=anthropic_fake.api_key, latency_seconds=0.1)
+    Requests are released in groups: when the ``bound``-th concurrent request arrives (or the last
+    one expected, ``total``), every request waiting is let through. So a writer that keeps
+    ``bound`` calls in flight reaches a peak of exactly ``bound`` however slow the machine is; no
+    latency is simulated. A writer that never gets ``bound`` calls in flight at once is let go
+    after ``wait_seconds`` with its lower peak (``timed_out``), and the test fails on it. Released
+    requests linger up to ``linger_seconds`` for one more to arrive, so a writer that lets more
+    than ``bound`` through shows a peak above ``bound``; a correct writer never does, however
+    long or short the linger, so the wait cannot make the test flaky, only slower by the linger.
+    """
+
+    def __init__(
+        self, fake: AnthropicFake, *, bound: int, total: int, wait_seconds: float = 30.0, linger_seconds: float = 0.2
+    ) -> None:
+        self.bound, self.total = bound, total
+        self.wait_seconds, self.linger_seconds = wait_seconds, linger_seconds
+        self.in_flight = self.peak = self.arrived = self.released_upto = 0
+        self.timed_out = False
+        self._cond = threading.Condition()
+        self._respond = fake.responders["record_scenarios"]
+        fake.responders["record_scenarios"] = self
+
+    def __call__(self, prompt: str, body: dict) -> dict:
+        with self._cond:
+            self.in_flight += 1
+            self.arrived += 1
+            ticket = self.arrived
+            self.peak = max(self.peak, self.in_flight)
+            if self.in_flight >= self.bound or self.arrived >= self.total:
+                self.released_upto = self.arrived
+            self._cond.notify_all()
+            if not self.timed_out and not self._cond.wait_for(
+                lambda: self.released_upto >= ticket, timeout=self.wait_seconds
+            ):
+                self.timed_out = True  # concurrency is broken: stop holding requests
+            self._cond.wait_for(lambda: self.in_flight > self.bound, timeout=self.linger_seconds)
+        try:
+            return self._respond(prompt, body)
+        finally:
+            with self._cond:
+                self.in_flight -= 1
+
+
+def test_the_ten_difficulties_are_in_flight_together_within_the_bound(anthropic_fake):
+    # Long SDK timeouts and no SDK retries: a held request must never time out and be sent again.
+    gate = InFlightGate(anthropic_fake, bound=10, total=10)
+    make_llm(anthropic_fake, max_concurrency=10, timeout_seconds=60.0, max_retries=0).generate([SKILL])
+    assert anthropic_fake.calls == 10
+    assert not gate.timed_out and gate.peak == 10
+
+    # The measure is real: with a bound of 3, never more than 3 at once, yet 3 at once.
+    bounded = AnthropicFake(api_key=anthropic_fake.api_key)
+    gate = InFlightGate(bounded, bound=3, total=10)
     with bounded:
-        make_llm(bounded, max_concurrency=3).generate([SKILL])
+        make_llm(bounded, max_concurrency=3, timeout_seconds=60.0, max_retries=0).generate([SKILL])
     bounded.assert_clean()
-    assert bounded.calls == 10 and anthropic_fake.calls == calls_before
-    assert 2 <= bounded.max_in_flight() <= 3
+    assert bounded.calls == 10 and anthropic_fake.calls == 10
+    assert not gate.timed_out and gate.peak == 3
 
 
 @pytest.mark.parametrize("kind", ["429", "529", "500"])

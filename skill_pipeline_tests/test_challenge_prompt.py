@@ -9,7 +9,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from skill_pipeline.challenge_prompt import (
+from skill_pipeline.core.challenge_prompt import (
     CHALLENGE_TOOL_SCHEMA,
     CURRENT_PROMPT,
     DIFFICULTY_JUDGE_SCHEMA,
@@ -32,7 +32,7 @@ from skill_pipeline.core.experiment import regression_verdict, summarise_scores
 from skill_pipeline.core.generation import SyntheticScenario, scenario_to_item
 from skill_pipeline.core.metrics import ChallengeTaskOutput, score_challenge, score_values
 from skill_pipeline.models import Candidate, DatasetItem, Skill
-from skill_pipeline.resources.offline_challenges import (
+from skill_pipeline.resources.llm_offline import (
     UNGUIDED_OPTION_COUNT,
     offline_difficulty,
     offline_judge_difficulty,

@@ -4,7 +4,8 @@ import dagster as dg
 
 from skill_pipeline.definitions import build_definitions, build_resources
 from skill_pipeline.resources.dataset_store import LocalDatasetStore, OpikDatasetStore
-from skill_pipeline.resources.llm import AnthropicLLM, OfflineLLM
+from skill_pipeline.resources.llm_anthropic import AnthropicLLM
+from skill_pipeline.resources.llm_offline import OfflineLLM
 from skill_pipeline.resources.skill_store import SqliteSkillStore, SupabaseSkillStore
 
 

@@ -4,7 +4,7 @@ import dagster as dg
 import pytest
 
 from skill_pipeline.assets.evaluation import prompt_experiment
-from skill_pipeline.challenge_prompt import CURRENT_PROMPT, get_prompt
+from skill_pipeline.core.challenge_prompt import CURRENT_PROMPT, get_prompt
 from skill_pipeline.checks import prompt_experiment_regression
 from skill_pipeline.demo.seed import demo_skill_id
 from skill_pipeline.models import dataset_name

@@ -16,8 +16,9 @@ from skill_pipeline.core.generation import (
     scenario_to_item,
     synthetic_item_key,
 )
+from skill_pipeline.core.scenario_writing import ScenarioGenerationError
 from skill_pipeline.models import ScenarioRequest, Skill, difficulty_range, find_placeholder
-from skill_pipeline.resources.llm import OfflineLLM, ScenarioGenerationError
+from skill_pipeline.resources.llm_offline import OfflineLLM
 
 SKILL = Skill(
     id="skill-42",

@@ -11,7 +11,7 @@ from opik.evaluation.engine import metrics_evaluator
 from opik.evaluation.metrics.base_metric import BaseMetric
 from opik.evaluation.types import ErrorTolerance
 
-from skill_pipeline.challenge_prompt import Challenge
+from skill_pipeline.core.challenge_prompt import Challenge
 from skill_pipeline.core.composition import candidate_to_item
 from skill_pipeline.core.experiment import (
     ScoreRow,

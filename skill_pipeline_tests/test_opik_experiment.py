@@ -19,7 +19,7 @@ import pytest
 from opik.api_objects import opik_client
 
 from skill_pipeline.assets.evaluation import challenge_task, prompt_experiment
-from skill_pipeline.challenge_prompt import CURRENT_PROMPT, JUDGE_PROMPT_VERSION, get_prompt
+from skill_pipeline.core.challenge_prompt import CURRENT_PROMPT, JUDGE_PROMPT_VERSION, get_prompt
 from skill_pipeline.checks import prompt_experiment_regression
 from skill_pipeline.core.composition import compose_dataset
 from skill_pipeline.core.experiment import summarise_scores
@@ -28,7 +28,7 @@ from skill_pipeline.core.metrics import METRIC_NAMES
 from skill_pipeline.demo.seed import build_demo_data, demo_skill_id
 from skill_pipeline.models import Candidate, DatasetItem, Skill, dataset_name
 from skill_pipeline.resources.dataset_store import ExperimentRecord, OpikDatasetStore, OpikDatasetStoreError
-from skill_pipeline.resources.llm import AnthropicCallError, AnthropicLLM
+from skill_pipeline.resources.llm_anthropic import AnthropicCallError, AnthropicLLM
 from skill_pipeline.resources.skill_store import SqliteSkillStore
 from skill_pipeline_tests.dagster_helpers import check_results, materialize_skill, metadata, tick
 from skill_pipeline_tests.builders import candidate as build_candidate, opik_store, synthetic_pool

@@ -3,8 +3,10 @@
 
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
 from skill_pipeline.assets.generation import frame_to_scenarios
+from skill_pipeline.assets.metadata import table as metadata_table
 from skill_pipeline.core.composition import Composition, compose_dataset
 from skill_pipeline.core.promotion import candidates_from_frame
 from skill_pipeline.models import DIFFICULTY_LEVELS, SCENARIOS_PER_DIFFICULTY, SyncReport, dataset_name
@@ -14,8 +16,10 @@ from skill_pipeline.resources.skill_store import SkillStore
 
 
 class SkillDatasetConfig(dg.Config):
-    max_promotions: int = 5
-    """New real-world items a run may promote: replacement is gradual, a few slots at a time."""
+    max_promotions: int = Field(
+        default=5, ge=0, le=50,
+        description="New real-world items a run may promote (0–50): replacement is gradual, a few slots at a time.",
+    )
 
 
 def status_metadata(composition: Composition, report: SyncReport, backend: str) -> dict:
@@ -23,10 +27,13 @@ def status_metadata(composition: Composition, report: SyncReport, backend: str) 
     items = composition.target
     real = sum(1 for item in items if item.source == "real_world")
     table = composition.counts_by_difficulty()
-    rows = "\n".join(
-        f"| {d} | {table[d]['synthetic']} | {table[d]['real_world']} | "
-        f"{table[d]['synthetic'] + table[d]['real_world']}/{SCENARIOS_PER_DIFFICULTY} |"
-        for d in DIFFICULTY_LEVELS
+    per_difficulty = pd.DataFrame(
+        {
+            "difficulty": list(DIFFICULTY_LEVELS),
+            "synthetic": [table[d]["synthetic"] for d in DIFFICULTY_LEVELS],
+            "real_world": [table[d]["real_world"] for d in DIFFICULTY_LEVELS],
+            "slots": [SCENARIOS_PER_DIFFICULTY] * len(DIFFICULTY_LEVELS),
+        }
     )
     return {
         "dataset_name": report.dataset_name,
@@ -42,9 +49,7 @@ def status_metadata(composition: Composition, report: SyncReport, backend: str) 
         "items_unchanged": report.unchanged,
         "newly_promoted": len(composition.newly_promoted),
         "retired": len(composition.retired),
-        "per_difficulty": dg.MetadataValue.md(
-            "| difficulty | synthetic | real-world | slots |\n|---|---|---|---|\n" + rows
-        ),
+        "per_difficulty": metadata_table(per_difficulty),
     }
 
 

@@ -3,8 +3,10 @@
 from typing import Any, Optional
 
 import dagster as dg
+from pydantic import Field
 
-from skill_pipeline.challenge_prompt import (
+from skill_pipeline.assets.metadata import location
+from skill_pipeline.core.challenge_prompt import (
     CURRENT_PROMPT,
     JUDGE_PROMPT_VERSION,
     ChallengeParseError,
@@ -25,10 +27,14 @@ from skill_pipeline.resources.skill_store import SkillStore
 
 
 class PromptExperimentConfig(dg.Config):
-    prompt_version: str = CURRENT_PROMPT
-    """The prompt version evaluated (and recorded as this materialisation's score)."""
-    candidate_prompt_version: Optional[str] = None
-    """A second version run on the same items; both results appear side by side in the metadata."""
+    prompt_version: str = Field(
+        default=CURRENT_PROMPT,
+        description="The challenge-generation prompt version evaluated (and recorded as this materialisation's score).",
+    )
+    candidate_prompt_version: Optional[str] = Field(
+        default=None,
+        description="A second prompt version run on the same items; both results appear side by side in the metadata.",
+    )
 
 
 def challenge_task(llm: ScenarioLLM, prompt: PromptVersion, skill_name: str):
@@ -138,7 +144,7 @@ def prompt_experiment(
         "dataset_name": name,
         "dataset_version": dataset_version,
         "experiment_id": records[0].experiment_id,
-        "experiment_location": records[0].location,
+        "experiment_location": location(records[0].location),
         "scores": dg.MetadataValue.md(_summary_table(main)),
     }
     if len(prompts) == 2:

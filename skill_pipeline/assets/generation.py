@@ -5,7 +5,9 @@ from collections import Counter
 
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
+from skill_pipeline.assets.metadata import table
 from skill_pipeline.core.generation import (
     SCENARIO_PROMPT_VERSION,
     SyntheticScenario,
@@ -15,13 +17,16 @@ from skill_pipeline.core.generation import (
 from skill_pipeline.models import DIFFICULTY_LEVELS, SCENARIOS_PER_DIFFICULTY, Skill, TokenUsage, dataset_name
 from skill_pipeline.partitions import skills_partitions
 from skill_pipeline.resources.dataset_store import DatasetStore
-from skill_pipeline.resources.llm import ScenarioLLM, estimate_cost_usd
+from skill_pipeline.core.cost import estimate_cost_usd
+from skill_pipeline.resources.llm import ScenarioLLM
 from skill_pipeline.resources.skill_store import SkillStore
 
 
 class SyntheticScenariosConfig(dg.Config):
-    force_regenerate: bool = False
-    """Write all 50 scenarios anew even when the dataset holds an up-to-date pool."""
+    force_regenerate: bool = Field(
+        default=False,
+        description="Write all 50 scenarios anew (paid LLM calls) even when the store holds an up-to-date pool.",
+    )
 
 
 class OfflineToRemoteError(dg.Failure):
@@ -120,10 +125,9 @@ def synthetic_scenarios(
             "input_tokens": usage.input_tokens,
             "output_tokens": usage.output_tokens,
             "estimated_cost_usd": estimate_cost_usd(model or "", usage),
-            "per_difficulty": dg.MetadataValue.md(
-                "| difficulty | scenarios |\n|---|---|\n"
-                + "\n".join(f"| {d} | {by_difficulty.get(d, 0)} |" for d in DIFFICULTY_LEVELS)
+            "per_difficulty": table(
+                pd.DataFrame({"difficulty": list(DIFFICULTY_LEVELS), "scenarios": [by_difficulty.get(d, 0) for d in DIFFICULTY_LEVELS]})
             ),
-            "preview": dg.MetadataValue.md(frame[["difficulty", "scenario"]].head(10).to_markdown(index=False)),
+            "preview": table(frame[["item_key", "difficulty", "scenario"]], max_rows=10),
         },
     )

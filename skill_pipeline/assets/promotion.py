@@ -4,6 +4,7 @@
 import dagster as dg
 import pandas as pd
 
+from skill_pipeline.assets.metadata import counts_table
 from skill_pipeline.core.promotion import score_candidates
 from skill_pipeline.models import GoldStandardCriteria
 from skill_pipeline.partitions import skills_partitions
@@ -11,17 +12,12 @@ from skill_pipeline.resources.dataset_store import DatasetStore
 from skill_pipeline.resources.skill_store import SkillStore
 
 
-class GoldStandardConfig(dg.Config):
-    """The gold-standard criteria, editable in the launchpad (defaults are the seed's)."""
-
-    min_response_time_score: float = 0.6
-    min_judge_score: float = 0.7
-    require_correct_answer: bool = True
-    min_correct_rate: float = 0.5
-    min_answers: int = 3
+class GoldStandardConfig(dg.Config, GoldStandardCriteria):
+    """The gold-standard criteria in the launchpad: the fields (with their descriptions and bounds)
+    are ``GoldStandardCriteria``'s, declared once in ``models.py``."""
 
     def criteria(self) -> GoldStandardCriteria:
-        return GoldStandardCriteria(**self.model_dump())
+        return GoldStandardCriteria.model_validate(self.model_dump())
 
 
 @dg.asset(
@@ -50,8 +46,6 @@ def gold_standard_candidates(
         raise dg.Failure(f"skill {skill_id}: reading judge scores from {dataset_store.backend} failed: {exc}") from None
     criteria = config.criteria()
     frame, summary = score_candidates(data.challenges, data.answers, judge, criteria)
-    rejected = "\n".join(f"| {reason} | {n} |" for reason, n in summary.rejected_by_reason.items() if n)
-    invalid_answers = "\n".join(f"| {reason} | {n} |" for reason, n in summary.answers_invalid_by_reason.items() if n)
     context.log.info(f"skill {skill_id}: {summary.eligible} eligible of {summary.challenges_read} challenges")
     return dg.Output(
         frame,
@@ -65,8 +59,8 @@ def gold_standard_candidates(
             "judge_scores_found": len(judge),
             "eligible": summary.eligible,
             "rejected": summary.rejected,
-            "rejected_by_reason": dg.MetadataValue.md("| reason | challenges |\n|---|---|\n" + rejected),
-            "invalid_answers_by_reason": dg.MetadataValue.md("| reason | answers |\n|---|---|\n" + invalid_answers),
+            "rejected_by_reason": counts_table(summary.rejected_by_reason, "reason", "challenges"),
+            "invalid_answers_by_reason": counts_table(summary.answers_invalid_by_reason, "reason", "answers"),
             "criteria": dg.MetadataValue.json(criteria.model_dump()),
         },
     )

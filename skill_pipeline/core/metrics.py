@@ -33,7 +33,7 @@ from opik.evaluation.metrics.base_metric import BaseMetric
 from opik.evaluation.metrics.score_result import ScoreResult
 from pydantic import BaseModel, Field, ValidationError
 
-from skill_pipeline.challenge_prompt import Challenge
+from skill_pipeline.core.challenge_prompt import Challenge
 from skill_pipeline.core.generation import QUESTION_CHARACTERISTICS
 from skill_pipeline.models import DatasetItem, TokenUsage
 

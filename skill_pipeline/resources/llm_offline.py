@@ -1,0 +1,298 @@
+"""OfflineLLM: the embedded default writer — deterministic, skill-specific, no network.
+
+Scenarios: a different situation, task and concept pair per scenario and difficulty, taken from
+the skill's own description (``concepts_from_skill``), labelled ``generator: offline`` everywhere
+they land; the pipeline refuses to write them to a real Opik.
+
+Challenges and the difficulty judge, for ``prompt_experiment``, are stand-ins too. They let it
+run locally with the same task, parser and metrics as production, and — the point — they let two
+prompt versions score differently, because the offline challenge writer
+*follows the prompt it is given* in ways the metrics can see. Its rules, read from the rendered
+prompt text only (case-insensitive):
+
+- ``exactly N ... options`` → N options; no such instruction → 3 (an unguided writer's habit);
+- the word ``explanation`` → an explanation naming what the correct option applies; else none;
+- the quoted key ``"difficulty"`` → a stated difficulty, the one the prompt asks for
+  (``difficulty N/10``); else no difficulty field;
+- the item's scenario, if the prompt contains it verbatim → the question is set in it; else a
+  generic question about the skill;
+- each of the item's expected concepts that the prompt contains verbatim → named in the question,
+  the correct option and the explanation; concepts the prompt does not mention are not used;
+- ``between A and B characters`` → the scenario context is shortened to keep the question in bounds.
+
+The offline judge (``offline_judge_difficulty``) is a stand-in for an LLM judge, not a judgement:
+it takes the difficulty the writer stated (a real judge is never shown it), one point lower when
+the challenge has fewer than four options (fewer distractors, easier to guess), and without a
+stated difficulty falls back to the question's length (1 + words // 10). Everything it writes is
+labelled offline by the resource that wraps it (``generator: offline``, the model names below).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+from pydantic import Field
+
+from skill_pipeline.core.challenge_prompt import Challenge, ChallengeRequest, DifficultyJudgeRequest
+from skill_pipeline.models import LLMReply, ScenarioRequest, Skill, TokenUsage
+from skill_pipeline.resources.llm import ScenarioLLM
+
+# ---------------------------------------------------------------------------------------------
+# Scenarios
+# ---------------------------------------------------------------------------------------------
+
+_SITUATIONS: dict[int, list[str]] = {
+    # Each difficulty band has its own kinds of situation, so levels read differently.
+    1: ["a newcomer's first week", "a flash-card review", "a glossary quiz before a team meeting",
+        "a short onboarding checklist", "a beginner workshop warm-up", "a help-desk FAQ"],
+    2: ["a study-group recap", "a tutorial exercise", "a quick reference lookup during a task",
+        "a peer explaining basics to a colleague", "a one-page cheat sheet review", "a lab's first session"],
+    3: ["a small team project at work", "a code or document review with a mentor", "a weekly status meeting",
+        "a customer question at the support desk", "a side project over the weekend", "a short internal training"],
+    4: ["a handover from a colleague going on leave", "a first solo assignment", "a request from a product manager",
+        "a mid-size refactoring", "a comparison of two approaches for a proposal", "a post-incident follow-up task"],
+    5: ["a production issue reported by users", "a migration between two tools", "a deadline-driven feature",
+        "a vendor evaluation", "an audit finding to fix", "a cross-team integration"],
+    6: ["a system that must scale tenfold", "conflicting requirements from two teams", "a costly recurring failure",
+        "a partially documented legacy setup", "a security review before launch", "an analysis for leadership"],
+    7: ["an outage under time pressure", "an edge case that breaks the usual rule", "a regulated environment",
+        "a contract with strict service levels", "data that contradicts the expected result", "a design review with experts"],
+    8: ["a failure that only appears under load", "an interaction of two subtle rules", "a trade-off with no free option",
+        "an exception a standard reference gets wrong", "a post-mortem with several causes", "a high-stakes client escalation"],
+    9: ["an architecture decision for several years", "a disagreement between two senior experts",
+        "a novel situation with no precedent in the team", "a cascade of failures across systems",
+        "a negotiation where the technical facts decide", "a research-grade question"],
+    10: ["a standard-setting decision for a whole organisation", "an ambiguous case where several answers are defensible",
+         "a crisis combining technical, legal and human factors", "a review of an expert's flawed reasoning",
+         "a problem at the frontier of current practice", "a teaching moment for other experts"],
+}
+
+_TASKS: dict[int, list[str]] = {
+    1: ["recognise", "name", "identify", "recall", "spot"],
+    2: ["define", "match", "describe", "list the parts of", "tell apart"],
+    3: ["explain how to use", "apply", "choose between options for", "relate", "illustrate"],
+    4: ["use", "connect", "compare approaches to", "organise work around", "check the result of"],
+    5: ["apply", "combine", "analyse", "adapt", "troubleshoot"],
+    6: ["analyse the effects of", "plan with", "integrate", "diagnose a problem with", "prioritise using"],
+    7: ["handle an edge case of", "debug", "decide under constraints about", "find the exception in", "reconcile"],
+    8: ["resolve a subtle conflict in", "optimise", "critique a plan that uses", "reason about failure modes of", "justify"],
+    9: ["design a long-term approach to", "arbitrate between experts on", "weigh several valid approaches to",
+        "anticipate second-order effects of", "set policy for"],
+    10: ["evaluate competing expert strategies for", "define standards for", "reason from first principles about",
+         "expose the flaw in an expert argument about", "balance every constraint of"],
+}
+
+_STOP = {"and", "or", "the", "a", "an", "of", "to", "in", "for", "with", "on", "at", "by", "from", "how", "what",
+         "using", "use", "their", "its", "your", "into", "about", "basic", "including", "such", "as", "e.g"}
+
+
+def concepts_from_skill(skill: Skill) -> list[str]:
+    """Concept phrases taken from the skill's description (comma/semicolon lists), else its name."""
+    text = skill.description or skill.name
+    parts = re.split(r"[,;:()/]|\band\b|\bor\b|\.\s", text)
+    concepts: list[str] = []
+    for part in parts:
+        words = [w for w in re.findall(r"[A-Za-z0-9+#'-]+", part) if w.lower() not in _STOP]
+        phrase = " ".join(words[:4]).strip()
+        if len(phrase) >= 3 and phrase.lower() not in (c.lower() for c in concepts):
+            concepts.append(phrase)
+    if len(concepts) < 3:
+        concepts += [w for w in re.findall(r"[A-Za-z][A-Za-z-]{3,}", skill.name + " " + text) if w.lower() not in _STOP]
+    unique: list[str] = []
+    for c in concepts:
+        if c.lower() not in (u.lower() for u in unique):
+            unique.append(c)
+    return unique[:12] or [skill.name]
+
+
+# ---------------------------------------------------------------------------------------------
+# Challenges and the difficulty judge (experiments)
+# ---------------------------------------------------------------------------------------------
+
+OFFLINE_CHALLENGE_MODEL = "offline-challenge-writer-v1"
+OFFLINE_JUDGE_MODEL = "offline-difficulty-judge-v1"
+
+# Options an unguided writer produces: fewer than the four an MCQ needs.
+UNGUIDED_OPTION_COUNT = 3
+
+_NUMBER_WORDS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6}
+_OPTION_COUNT_RE = re.compile(r"exactly\s+(\d+|two|three|four|five|six)\s+(?:[a-z-]+\s+){0,2}options")
+_BOUNDS_RE = re.compile(r"between\s+(\d+)\s+and\s+(\d+)\s+characters")
+_DIFFICULTY_RE = re.compile(r"difficulty[^0-9\n]{0,20}(\d{1,2})\s*/\s*10")
+
+
+def _asked_option_count(prompt: str) -> int:
+    match = _OPTION_COUNT_RE.search(prompt)
+    if not match:
+        return UNGUIDED_OPTION_COUNT
+    word = match.group(1)
+    count = int(word) if word.isdigit() else _NUMBER_WORDS[word]
+    return max(2, min(count, 6))
+
+
+def _join(phrases: list[str]) -> str:
+    if len(phrases) <= 1:
+        return "".join(phrases)
+    return ", ".join(phrases[:-1]) + " and " + phrases[-1]
+
+
+def _shorten(text: str, limit: int) -> str:
+    """``text`` cut at a word boundary to at most ``limit`` characters (with an ellipsis if cut)."""
+    if len(text) <= limit:
+        return text
+    cut = text[: max(0, limit - 1)].rsplit(" ", 1)[0].rstrip(" ,;:.")
+    return cut + "…" if cut else ""
+
+
+def offline_write_challenge(request: ChallengeRequest) -> str:
+    """JSON text of a challenge written by following ``request.prompt`` (rules in the module docstring)."""
+    prompt = request.prompt.casefold()
+    item = request.item
+    skill = str(item.input.get("skill_name") or "the skill")
+    scenario = str(item.input.get("scenario") or "").strip()
+    concepts = [
+        str(c).strip()
+        for c in item.input.get("expected_concepts") or []
+        if str(c).strip() and str(c).strip().casefold() in prompt
+    ]
+    use_scenario = bool(scenario) and scenario.casefold() in prompt
+    option_count = _asked_option_count(prompt)
+    wants_explanation = "explanation" in prompt
+    wants_difficulty = '"difficulty"' in prompt
+    bounds = _BOUNDS_RE.search(prompt)
+    max_length = int(bounds.group(2)) if bounds else None
+
+    focus = _join(concepts) if concepts else f"established {skill} practice"
+    if use_scenario:
+        if scenario.endswith("?") and not concepts:
+            question = scenario  # the scenario is a question already (real-world items)
+        else:
+            ask = "Which option is the best answer?"
+            if concepts:
+                ask = f"Which option best applies {_join(concepts)} here?"
+            context = scenario
+            if max_length is not None:
+                context = _shorten(context, max_length - len(ask) - 1)
+                if len(context) < 20:  # a stub of context reads worse than none
+                    context = ""
+            question = f"{context} {ask}".strip()
+        if max_length is not None and len(question) > max_length:
+            question = _shorten(question, max_length)
+    else:
+        question = f"Which statement about {skill} is correct?"
+
+    correct = f"Apply {focus} in a way that fits the situation described"
+    anchor = concepts[0] if concepts else "the established practice"
+    distractors = [
+        f"Skip {anchor} and rely on default settings",
+        f"Apply {anchor} only after the problem has been escalated",
+        f"Treat {anchor} as irrelevant to this situation",
+        "Copy the approach of an unrelated field without adapting it",
+        "Wait for more information before doing anything",
+    ]
+    seed = int(hashlib.sha256(f"{item.id}|{request.prompt_version}".encode()).hexdigest(), 16)
+    correct_index = seed % option_count
+    options = distractors[: option_count - 1]
+    options.insert(correct_index, correct)
+
+    challenge: dict[str, Any] = {"question": question, "options": options, "correct_index": correct_index}
+    if wants_explanation:
+        challenge["explanation"] = (
+            f"The correct option applies {focus} to the situation; the others skip it, delay it until "
+            f"it is too late, or ignore the context."
+        )
+    if wants_difficulty:
+        match = _DIFFICULTY_RE.search(prompt)
+        if match and 1 <= int(match.group(1)) <= 10:
+            challenge["difficulty"] = int(match.group(1))
+    return json.dumps(challenge, ensure_ascii=False)
+
+
+def offline_difficulty(challenge: Challenge) -> tuple[int, str]:
+    """The stand-in estimate and the reason for it (see the module docstring)."""
+    if challenge.difficulty is not None:
+        estimate, basis = challenge.difficulty, f"the writer's stated difficulty {challenge.difficulty}"
+    else:
+        words = len(challenge.question.split())
+        estimate, basis = 1 + words // 10, f"question length ({words} words, no stated difficulty)"
+    if len(challenge.options) < 4:
+        estimate -= 1
+        basis += f", minus 1 for only {len(challenge.options)} options"
+    estimate = max(1, min(10, estimate))
+    return estimate, f"offline stand-in judge: {basis}"
+
+
+def offline_judge_difficulty(request: DifficultyJudgeRequest) -> str:
+    """JSON text ``{"difficulty": int, "reasoning": str}`` from ``offline_difficulty``."""
+    estimate, reasoning = offline_difficulty(request.challenge)
+    return json.dumps({"difficulty": estimate, "reasoning": reasoning}, ensure_ascii=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# The resource
+# ---------------------------------------------------------------------------------------------
+
+
+class OfflineLLM(ScenarioLLM):
+    """Deterministic, skill-specific scenarios without a network: the embedded default.
+
+    Output is varied (a different situation, task and concept pair per scenario and difficulty) but
+    labelled ``generator: offline`` everywhere it lands, and the pipeline refuses to write it to a
+    real Opik.
+    """
+
+    model: str = Field(default="offline-writer-v1", description="label recorded as the model")
+
+    @property
+    def generator(self) -> str:
+        return "offline"
+
+    @property
+    def model_name(self) -> str:
+        return self.model
+
+    @property
+    def service(self) -> str:
+        return "offline writer"
+
+    def write_scenarios(self, request: ScenarioRequest) -> LLMReply:
+        skill, d = request.skill, request.difficulty
+        concepts = concepts_from_skill(skill)
+        seed = int(hashlib.sha256(f"{skill.id}|{skill.fingerprint}|{d}".encode()).hexdigest(), 16)
+        situations, tasks = _SITUATIONS[d], _TASKS[d]
+        avoid = {a.casefold() for a in request.avoid}
+        scenarios: list[dict] = []
+        i = 0
+        while len(scenarios) < request.count and i < 50:
+            situation = situations[(seed + i) % len(situations)]
+            task = tasks[(seed // 7 + 2 * i) % len(tasks)]
+            first = concepts[(seed // 13 + i) % len(concepts)]
+            second = concepts[(seed // 17 + 3 * i + 1) % len(concepts)]
+            picked = [first] if first == second else [first, second]
+            if d >= 6 and len(concepts) > 2:
+                third = concepts[(seed // 19 + 5 * i + 2) % len(concepts)]
+                if third not in picked:
+                    picked.append(third)
+            text = (
+                f"In {situation}, a learner of {skill.name} must {task} {picked[0]}"
+                + (f" in the light of {', '.join(picked[1:])}" if len(picked) > 1 else "")
+                + f" (difficulty {d}/10)."
+            )
+            i += 1
+            if text.casefold() in avoid or any(s["scenario"] == text for s in scenarios):
+                continue
+            scenarios.append({"scenario": text, "expected_concepts": picked, "difficulty": d})
+        text = json.dumps(scenarios, indent=2)
+        usage = TokenUsage(input_tokens=0, output_tokens=0)
+        return LLMReply(text=text, usage=usage, model=self.model, generator="offline")
+
+    def write_challenge(self, request: ChallengeRequest) -> LLMReply:
+        return LLMReply(
+            text=offline_write_challenge(request), model=OFFLINE_CHALLENGE_MODEL, generator="offline"
+        )
+
+    def judge_difficulty(self, request: DifficultyJudgeRequest) -> LLMReply:
+        return LLMReply(text=offline_judge_difficulty(request), model=OFFLINE_JUDGE_MODEL, generator="offline")
