@@ -29,7 +29,9 @@ $(DAGSTER_HOME)/dagster.yaml:
 demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m skill_pipeline.demo
 
+# The embedded stores start empty: seed the demo app first (idempotent).
 dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m skill_pipeline.demo.stores
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)
 
 # The Postgres instance test starts a throwaway PostgreSQL: the script installs the server from the

@@ -94,8 +94,8 @@ def _answer_rows(count: int, challenges: int, seed: int) -> Iterator[tuple]:
 
 def build(folder: Path, answers: int, challenges: int) -> tuple[Path, Path]:
     """The app database and the judge scores for one size; returns (app db, dataset store db)."""
-    from skill_pipeline.resources.dataset_store import LocalDatasetStore
-    from skill_pipeline.resources.skill_store import connect
+    from skill_pipeline.resources.dataset_store_local import LocalDatasetStore
+    from skill_pipeline.resources.skill_store_sqlite import connect
 
     rng = random.Random(7)
     app = folder / "app.sqlite"
@@ -116,7 +116,7 @@ def build(folder: Path, answers: int, challenges: int) -> tuple[Path, Path]:
     finally:
         conn.close()
     datasets = folder / "datasets.sqlite"
-    store = LocalDatasetStore(path=str(datasets), seed_demo=False)
+    store = LocalDatasetStore(path=str(datasets))
     store.record_judge_scores(
         {f"c{i:06d}": round(rng.uniform(0.5, 1.0), 3) for i in range(challenges) if rng.random() < JUDGED_SHARE}
     )
@@ -128,11 +128,11 @@ def measure(app: Path, datasets: Path) -> dict:
     from benchmarks.common import current_rss_mib, peak_rss_mib
     from skill_pipeline.core.promotion import score_candidates
     from skill_pipeline.models import GoldStandardCriteria
-    from skill_pipeline.resources.dataset_store import LocalDatasetStore
-    from skill_pipeline.resources.skill_store import SqliteSkillStore
+    from skill_pipeline.resources.dataset_store_local import LocalDatasetStore
+    from skill_pipeline.resources.skill_store_sqlite import SqliteSkillStore
 
-    skill_store = SqliteSkillStore(path=str(app), seed_demo=False)
-    dataset_store = LocalDatasetStore(path=str(datasets), seed_demo=False)
+    skill_store = SqliteSkillStore(path=str(app))
+    dataset_store = LocalDatasetStore(path=str(datasets))
     baseline = current_rss_mib()
     with timed() as load:
         data = skill_store.load_challenges(SKILL_ID)
@@ -170,8 +170,8 @@ def _measure_in_subprocess(app: Path, datasets: Path) -> dict:
 def run(quick: bool = False) -> list[Row]:
     sizes = QUICK_SIZES if quick else SIZES
     challenges = QUICK_CHALLENGES if quick else CHALLENGES
-    import skill_pipeline.resources.dataset_store  # noqa: F401 - imported before the build is timed
-    import skill_pipeline.resources.skill_store  # noqa: F401
+    import skill_pipeline.resources.dataset_store_local  # noqa: F401 - imported before the build is timed
+    import skill_pipeline.resources.skill_store_sqlite  # noqa: F401 - likewise
 
     rows: list[Row] = []
     for answers in sizes:

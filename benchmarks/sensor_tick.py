@@ -44,7 +44,7 @@ TARGET_SECONDS = 5.0
 
 
 def _build_store(path: Path, count: int):
-    from skill_pipeline.resources.skill_store import SqliteSkillStore, connect
+    from skill_pipeline.resources.skill_store_sqlite import SqliteSkillStore, connect
 
     created = datetime(2024, 6, 1, tzinfo=timezone.utc).isoformat()
     conn = connect(path)
@@ -59,11 +59,11 @@ def _build_store(path: Path, count: int):
             )
     finally:
         conn.close()
-    return SqliteSkillStore(path=str(path), seed_demo=False)
+    return SqliteSkillStore(path=str(path))
 
 
 def _rename(path: Path, count: int) -> list[str]:
-    from skill_pipeline.resources.skill_store import connect
+    from skill_pipeline.resources.skill_store_sqlite import connect
 
     ids = [f"skill-{i:06d}" for i in range(0, count * 7, 7)]
     conn = connect(path)

@@ -109,13 +109,13 @@ def _counting(base: type) -> type:
 
 
 def _counting_local():
-    from skill_pipeline.resources.dataset_store import LocalDatasetStore
+    from skill_pipeline.resources.dataset_store_local import LocalDatasetStore
 
     return _counting(LocalDatasetStore)
 
 
 def _counting_opik():
-    from skill_pipeline.resources.dataset_store import OpikDatasetStore
+    from skill_pipeline.resources.dataset_store_opik import OpikDatasetStore
 
     return _counting(OpikDatasetStore)
 
@@ -169,7 +169,7 @@ def _scenarios(store: Any, backend: str, requests: Any = None) -> list[Row]:
 
 def _local() -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="bench-sync-") as tmp:
-        store = _counting_local()(path=str(Path(tmp) / "datasets.sqlite"), seed_demo=False)
+        store = _counting_local()(path=str(Path(tmp) / "datasets.sqlite"))
         return _scenarios(store, "local (SQLite)")
 
 

@@ -4,7 +4,7 @@ Each external system is real when its credentials are set and embedded otherwise
 
 | system      | real when set                          | embedded default                          |
 |-------------|----------------------------------------|-------------------------------------------|
-| app data    | SUPABASE_URL + SUPABASE_KEY            | SQLite app database seeded with demo data |
+| app data    | SUPABASE_URL + SUPABASE_KEY            | SQLite app database (demo seeds it)       |
 | datasets    | OPIK_API_KEY or OPIK_URL_OVERRIDE      | SQLite dataset store                      |
 | LLM         | ANTHROPIC_API_KEY                      | deterministic offline writer (labelled)   |
 
@@ -35,18 +35,18 @@ def build_resources(env: Mapping[str, str] | None = None) -> dict[str, dg.Config
     home = local_home()
 
     if env.get("SUPABASE_URL") and env.get("SUPABASE_KEY"):
-        from skill_pipeline.resources.skill_store import SupabaseSkillStore
+        from skill_pipeline.resources.skill_store_supabase import SupabaseSkillStore
 
         skill_store: dg.ConfigurableResource = SupabaseSkillStore(
             url=dg.EnvVar("SUPABASE_URL"), key=dg.EnvVar("SUPABASE_KEY")
         )
     else:
-        from skill_pipeline.resources.skill_store import SqliteSkillStore
+        from skill_pipeline.resources.skill_store_sqlite import SqliteSkillStore
 
         skill_store = SqliteSkillStore(path=str(home / "app.sqlite"))
 
     if env.get("OPIK_API_KEY") or env.get("OPIK_URL_OVERRIDE"):
-        from skill_pipeline.resources.dataset_store import OpikDatasetStore
+        from skill_pipeline.resources.dataset_store_opik import OpikDatasetStore
 
         opik_args: dict = {"project_name": env.get("OPIK_PROJECT_NAME", "skill-pipeline")}
         for field, variable in (("url", "OPIK_URL_OVERRIDE"), ("api_key", "OPIK_API_KEY"), ("workspace", "OPIK_WORKSPACE")):
@@ -56,7 +56,7 @@ def build_resources(env: Mapping[str, str] | None = None) -> dict[str, dg.Config
             opik_args["judge_score_name"] = env["OPIK_JUDGE_SCORE_NAME"]
         dataset_store: dg.ConfigurableResource = OpikDatasetStore(**opik_args)
     else:
-        from skill_pipeline.resources.dataset_store import LocalDatasetStore
+        from skill_pipeline.resources.dataset_store_local import LocalDatasetStore
 
         dataset_store = LocalDatasetStore(path=str(home / "datasets.sqlite"))
 

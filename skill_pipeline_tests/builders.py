@@ -9,7 +9,7 @@ from typing import Any
 
 from skill_pipeline.core.generation import SCENARIO_PROMPT_VERSION, SyntheticScenario, synthetic_item_key
 from skill_pipeline.models import DIFFICULTY_LEVELS, SCENARIOS_PER_DIFFICULTY, Candidate, Skill
-from skill_pipeline.resources.dataset_store import OpikDatasetStore
+from skill_pipeline.resources.dataset_store_opik import OpikDatasetStore
 
 
 def synthetic_pool(

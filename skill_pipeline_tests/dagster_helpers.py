@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import closing
 from pathlib import Path
 
 import dagster as dg
@@ -10,20 +11,31 @@ from skill_pipeline.assets.dataset import skill_dataset
 from skill_pipeline.assets.generation import synthetic_scenarios
 from skill_pipeline.assets.promotion import gold_standard_candidates
 from skill_pipeline.checks import skill_dataset_checks, synthetic_scenarios_are_complete
-from skill_pipeline.resources.dataset_store import LocalDatasetStore
+from skill_pipeline.demo.seed import seed_app_database
+from skill_pipeline.demo.stores import seed_demo_stores
+from skill_pipeline.resources.dataset_store_local import LocalDatasetStore
 from skill_pipeline.resources.llm_offline import OfflineLLM
-from skill_pipeline.resources.skill_store import SqliteSkillStore
+from skill_pipeline.resources.skill_store_sqlite import SqliteSkillStore, connect
 from skill_pipeline.sensors import skill_sensor
 
 ALL_ASSETS = [synthetic_scenarios, gold_standard_candidates, skill_dataset, synthetic_scenarios_are_complete, skill_dataset_checks]
 
 
-def local_resources(folder: Path, llm: dg.ConfigurableResource | None = None) -> dict:
-    return {
-        "skill_store": SqliteSkillStore(path=str(folder / "app.sqlite")),
-        "dataset_store": LocalDatasetStore(path=str(folder / "datasets.sqlite")),
-        "llm": llm or OfflineLLM(),
-    }
+def local_resources(folder: Path, llm: dg.ConfigurableResource | None = None, seed: bool = True) -> dict:
+    """The embedded resources on ``folder``, seeded with the demo app unless ``seed`` is False."""
+    skill_store = SqliteSkillStore(path=str(folder / "app.sqlite"))
+    dataset_store = LocalDatasetStore(path=str(folder / "datasets.sqlite"))
+    if seed:
+        seed_demo_stores(skill_store, dataset_store)
+    return {"skill_store": skill_store, "dataset_store": dataset_store, "llm": llm or OfflineLLM()}
+
+
+def seeded_app(path: Path) -> SqliteSkillStore:
+    """A local app database holding the demo app (the store itself starts empty)."""
+    store = SqliteSkillStore(path=str(path))
+    with closing(connect(path)) as conn:
+        seed_app_database(conn)
+    return store
 
 
 def tick(instance: dg.DagsterInstance, resources: dict, cursor: str | None) -> dg.SensorResult:

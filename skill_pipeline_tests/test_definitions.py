@@ -3,10 +3,12 @@
 import dagster as dg
 
 from skill_pipeline.definitions import build_definitions, build_resources
-from skill_pipeline.resources.dataset_store import LocalDatasetStore, OpikDatasetStore
+from skill_pipeline.resources.dataset_store_local import LocalDatasetStore
+from skill_pipeline.resources.dataset_store_opik import OpikDatasetStore
 from skill_pipeline.resources.llm_anthropic import AnthropicLLM
 from skill_pipeline.resources.llm_offline import OfflineLLM
-from skill_pipeline.resources.skill_store import SqliteSkillStore, SupabaseSkillStore
+from skill_pipeline.resources.skill_store_sqlite import SqliteSkillStore
+from skill_pipeline.resources.skill_store_supabase import SupabaseSkillStore
 
 
 def test_code_location_loads_with_every_asset_check_job_sensor_and_schedule():

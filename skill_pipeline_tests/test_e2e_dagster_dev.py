@@ -33,8 +33,7 @@ import httpx
 import pytest
 
 from skill_pipeline.models import Skill, dataset_name
-from skill_pipeline.resources.dataset_store import LocalDatasetStore
-from skill_pipeline.resources.skill_store import SqliteSkillStore
+from skill_pipeline.demo.stores import seed_local_home
 from skill_pipeline_tests.postgres_server import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
@@ -336,13 +335,11 @@ def test_sensor_backfill_and_lineage_on_a_running_dagster_dev(tmp_path):
     dagster_home.mkdir()
     (dagster_home / "dagster.yaml").write_text(INSTANCE_YAML)
 
-    # Seed the app database before the code server starts, so the daemon, the runs and this
-    # test never race to seed the same file.
-    skill_store = SqliteSkillStore(path=str(skill_pipeline_home / "app.sqlite"))
+    # Seed the embedded stores (they start empty) before the code server starts, as `make dev` does.
+    skill_store, dataset_store = seed_local_home(skill_pipeline_home)
     demo_active = sorted(s.id for s in skill_store.list_skills(active_only=True))
     demo_inactive = sorted(set(s.id for s in skill_store.list_skills(active_only=False)) - set(demo_active))
     assert len(demo_active) >= 2 and demo_inactive
-    dataset_store = LocalDatasetStore(path=str(skill_pipeline_home / "datasets.sqlite"))
     timings: dict[str, float] = {}
     started = time.monotonic()
 

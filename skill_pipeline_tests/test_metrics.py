@@ -39,6 +39,7 @@ from skill_pipeline.core.metrics import (
     score_values,
 )
 from skill_pipeline.models import Candidate, DatasetItem, Skill, TokenUsage
+from skill_pipeline.resources.opik_metrics import opik_metrics
 
 SKILL = Skill(id="skill-git", name="Git version control", description="Branching, merging and merge conflicts.")
 
@@ -92,7 +93,7 @@ def good(**changes) -> dict:
     return {**GOOD, **changes}
 
 
-def score(metric: BaseMetric, challenge, item: DatasetItem, judged_difficulty: int | None = 5):
+def score(metric, challenge, item: DatasetItem, judged_difficulty: int | None = 5):
     """Call a metric with the keyword arguments ``opik.evaluate`` passes (item content + task output)."""
     output = {"challenge": challenge, "judged_difficulty": judged_difficulty, "prompt_version": "v1"}
     return metric.score(**item.data(), **output)
@@ -101,9 +102,10 @@ def score(metric: BaseMetric, challenge, item: DatasetItem, judged_difficulty: i
 # --- the metric objects ---------------------------------------------------------------------------
 
 
-def test_metrics_are_opik_metrics_that_never_track():
-    metrics = all_metrics()
-    assert [m.name for m in metrics] == list(METRIC_NAMES) == [cls.__name__ for cls in ALL_METRICS]
+def test_metrics_are_wrapped_as_opik_metrics_that_never_track():
+    assert [m.name for m in all_metrics()] == list(METRIC_NAMES) == [cls.__name__ for cls in ALL_METRICS]
+    metrics = opik_metrics()
+    assert [m.name for m in metrics] == list(METRIC_NAMES)
     for metric in metrics:
         assert isinstance(metric, BaseMetric)
         assert metric.track is False
@@ -345,7 +347,7 @@ def test_opiks_own_scoring_engine_gives_the_same_scores(tracing_off):
     """The metrics inside Opik's evaluation engine: the keys it passes, lists flattened, no server."""
     evaluator = metrics_evaluator.build_metrics_evaluator(
         item=None,
-        regular_metrics=all_metrics(),
+        regular_metrics=opik_metrics(),
         scoring_key_mapping=None,
         evaluator_model=None,
         error_tolerance=ErrorTolerance.METRIC_ERRORS,

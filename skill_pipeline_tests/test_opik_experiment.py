@@ -27,10 +27,11 @@ from skill_pipeline.core.generation import SyntheticScenario
 from skill_pipeline.core.metrics import METRIC_NAMES
 from skill_pipeline.demo.seed import build_demo_data, demo_skill_id
 from skill_pipeline.models import Candidate, DatasetItem, Skill, dataset_name
-from skill_pipeline.resources.dataset_store import ExperimentRecord, OpikDatasetStore, OpikDatasetStoreError
+from skill_pipeline.core.experiment import ExperimentRecord
+from skill_pipeline.resources.dataset_store_opik import OpikDatasetStore
+from skill_pipeline.resources.opik_support import OpikDatasetStoreError
 from skill_pipeline.resources.llm_anthropic import AnthropicCallError, AnthropicLLM
-from skill_pipeline.resources.skill_store import SqliteSkillStore
-from skill_pipeline_tests.dagster_helpers import check_results, materialize_skill, metadata, tick
+from skill_pipeline_tests.dagster_helpers import check_results, materialize_skill, metadata, seeded_app, tick
 from skill_pipeline_tests.builders import candidate as build_candidate, opik_store, synthetic_pool
 from skill_pipeline_tests.fakes.anthropic_server import AnthropicFake
 from skill_pipeline_tests.fakes.opik_server import (
@@ -281,7 +282,7 @@ def pipeline(tmp_path, opik_fake: FakeOpik, anthropic_fake: AnthropicFake):
     """A Dagster instance whose SQL dataset was built by the pipeline itself into the Opik fake."""
     load_judge_traces(opik_fake, SQL)
     resources = {
-        "skill_store": SqliteSkillStore(path=str(tmp_path / "app.sqlite")),
+        "skill_store": seeded_app(tmp_path / "app.sqlite"),
         "dataset_store": make_store(opik_fake),
         "llm": make_llm(anthropic_fake, max_concurrency=8),
     }

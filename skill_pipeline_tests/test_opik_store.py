@@ -19,7 +19,8 @@ import pytest
 from skill_pipeline.core.composition import compose_dataset
 from skill_pipeline.core.generation import SyntheticScenario, item_id
 from skill_pipeline.models import DATASET_SIZE, Candidate, DatasetItem, Skill, dataset_name
-from skill_pipeline.resources.dataset_store import OpikDatasetStore, OpikDatasetStoreError
+from skill_pipeline.resources.dataset_store_opik import OpikDatasetStore
+from skill_pipeline.resources.opik_support import OpikDatasetStoreError
 from skill_pipeline_tests.builders import candidate as build_candidate, opik_store, synthetic_pool as build_pool
 from skill_pipeline_tests.fakes.opik_server import (
     OPIK_TEST_API_KEY,

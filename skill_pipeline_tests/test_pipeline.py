@@ -5,7 +5,7 @@ import pytest
 
 from skill_pipeline.demo.seed import DEMO_SKILLS, demo_skill_id
 from skill_pipeline.models import dataset_name
-from skill_pipeline.resources.dataset_store import LocalDatasetStore
+from skill_pipeline.resources.dataset_store_local import LocalDatasetStore
 from skill_pipeline.resources.llm_offline import OfflineLLM
 from skill_pipeline_tests.dagster_helpers import check_results, local_resources, materialize_skill, metadata, tick
 

@@ -30,9 +30,9 @@ import pytest
 from skill_pipeline.definitions import build_resources
 from skill_pipeline.demo.seed import DEMO_SKILLS, build_demo_data, demo_skill_id
 from skill_pipeline.models import DATASET_SIZE, DIFFICULTY_LEVELS, SCENARIOS_PER_DIFFICULTY, DatasetItem, dataset_name
-from skill_pipeline.resources.dataset_store import OpikDatasetStore
+from skill_pipeline.resources.dataset_store_opik import OpikDatasetStore
 from skill_pipeline.resources.llm_anthropic import AnthropicLLM
-from skill_pipeline.resources.skill_store import SupabaseSkillStore
+from skill_pipeline.resources.skill_store_supabase import SupabaseSkillStore
 from skill_pipeline_tests.dagster_helpers import check_results, materialize_skill, metadata, tick
 from skill_pipeline_tests.fakes.anthropic_server import AnthropicFake
 from skill_pipeline_tests.fakes.opik_server import (

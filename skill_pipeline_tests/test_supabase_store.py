@@ -17,15 +17,13 @@ import pytest
 from postgrest.exceptions import APIError
 from supabase import ClientOptions, create_client
 
-from skill_pipeline.resources.skill_store import (
-    ANSWER_COLUMNS,
-    CHALLENGE_COLUMNS,
-    SkillNotFound,
-    SqliteSkillStore,
-    SupabaseReadError,
-    SupabaseSkillStore,
-    connect,
-)
+from skill_pipeline.resources.skill_store import ANSWER_COLUMNS, CHALLENGE_COLUMNS, SkillNotFound
+
+from skill_pipeline.resources.skill_store_sqlite import SqliteSkillStore, connect
+
+from skill_pipeline.resources.supabase_rows import SupabaseReadError
+
+from skill_pipeline.resources.skill_store_supabase import SupabaseSkillStore
 from skill_pipeline_tests.fakes.postgrest_server import PostgrestFake, serve_postgrest
 
 SKILL = "skill-python"
@@ -110,7 +108,7 @@ class Dataset:
                 ],
             )
         conn.close()
-        return SqliteSkillStore(path=str(path), seed_demo=False)
+        return SqliteSkillStore(path=str(path))
 
     def expected_answers(self) -> Counter:
         return Counter(

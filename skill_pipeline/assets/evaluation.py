@@ -21,7 +21,8 @@ from skill_pipeline.core.experiment import ExperimentSummary, compare, summarise
 from skill_pipeline.core.metrics import ChallengeTaskOutput
 from skill_pipeline.models import DatasetItem, dataset_name
 from skill_pipeline.partitions import skills_partitions
-from skill_pipeline.resources.dataset_store import DatasetStore, ExperimentRecord
+from skill_pipeline.resources.dataset_store import DatasetStore
+from skill_pipeline.core.experiment import ExperimentRecord
 from skill_pipeline.resources.llm import ScenarioLLM
 from skill_pipeline.resources.skill_store import SkillStore
 

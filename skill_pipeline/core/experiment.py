@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterable, Sequence
 
 from pydantic import BaseModel, Field
 
-from skill_pipeline.models import Source
+from skill_pipeline.core.metrics import score_challenge, score_values
+from skill_pipeline.models import DatasetItem, Source
 
 DIFFICULTY_BANDS: tuple[tuple[int, int], ...] = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10))
 # Float noise must not turn an exact-boundary result into a failure (0.8 - 0.7 > 0.1 in floats).
@@ -217,3 +219,39 @@ def compare(a: ExperimentSummary, b: ExperimentSummary, label_a: str = "current"
             a_cell, b_cell, delta = _cell(row.a), _cell(row.b), _cell(row.delta, signed=True)
         lines.append(f"| {row.measure} | {a_cell} | {b_cell} | {delta} |")
     return "\n".join(lines)
+
+
+# --- running an experiment without a server --------------------------------------------------------
+
+ExperimentTask = Callable[[DatasetItem], dict[str, Any]]
+
+
+class ExperimentRecord(BaseModel):
+    """One experiment over a dataset: where it is recorded and each item's scores."""
+
+    experiment_id: str
+    experiment_name: str
+    location: str
+    rows: list[ScoreRow]
+
+
+def score_row(item: DatasetItem, output: dict[str, Any], scores: dict[str, float]) -> ScoreRow:
+    """One item's row: its scores and the tokens its task output says it cost."""
+    usage = output.get("usage") or {}
+    return ScoreRow(
+        item_id=item.id,
+        difficulty=item.difficulty,
+        source=item.source,
+        scores=scores,
+        input_tokens=int(usage.get("input_tokens", 0)),
+        output_tokens=int(usage.get("output_tokens", 0)),
+    )
+
+
+def evaluate_locally(items: list[DatasetItem], task: ExperimentTask, threads: int) -> list[ScoreRow]:
+    """The experiment without a server: the same task and the same metrics as ``opik.evaluate`` runs."""
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        outputs = list(pool.map(task, items))
+    return [
+        score_row(item, output, score_values(score_challenge(output, item))) for item, output in zip(items, outputs)
+    ]

@@ -1,8 +1,9 @@
 """Experiment metrics: how good is a generated challenge for a dataset item?
 
-Each metric is an Opik ``BaseMetric`` built with ``track=False``, so scoring never opens a trace or
-needs a server: the same objects run inside ``opik.evaluate`` (production) and in the local
-experiment (``score_challenge``), and give the same numbers.
+Each metric is a plain object with a ``name`` and a ``score(**inputs)``, knowing nothing of Opik:
+the local experiment calls it through ``score_challenge``, and ``resources.opik_metrics`` wraps the
+same objects in Opik ``BaseMetric``s (never tracked) for ``opik.evaluate``, so both paths give the
+same numbers and importing this module costs no SDK.
 
 What a metric's ``score`` receives — the names ``opik.evaluate`` passes, no ``scoring_key_mapping``
 needed. Opik merges the dataset item's content with the task output (``{**item, **output}``):
@@ -14,7 +15,7 @@ needed. Opik merges the dataset item's content with the task output (``{**item, 
   The task output must not use the item's keys, or it would shadow them.
 
 Values are in 0..1. A metric that does not apply to an item returns an **empty list** instead of a
-``ScoreResult``: ``ConceptCoverage`` when the item lists no required concepts (real-world items),
+``MetricResult``: ``ConceptCoverage`` when the item lists no required concepts (real-world items),
 ``ValidatedQuestionAgreement`` for synthetic items, ``ExplanationPresent`` when the item does not
 require one. Opik adds the elements of a returned list to the item's scores, so nothing is recorded
 for it — no feedback score is sent and Opik's own means leave it out — and ``score_challenge``
@@ -29,8 +30,6 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable, Sequence
 
-from opik.evaluation.metrics.base_metric import BaseMetric
-from opik.evaluation.metrics.score_result import ScoreResult
 from pydantic import BaseModel, Field, ValidationError
 
 from skill_pipeline.core.challenge_prompt import Challenge
@@ -58,7 +57,16 @@ class ChallengeTaskOutput(BaseModel):
         return self.model_dump(mode="json")
 
 
-Scored = ScoreResult | list[ScoreResult]
+class MetricResult(BaseModel):
+    """One metric's score of one item: the fields of Opik's ``ScoreResult`` the pipeline uses."""
+
+    name: str
+    value: float
+    reason: str = ""
+    scoring_failed: bool = False
+
+
+Scored = MetricResult | list[MetricResult]
 
 
 def _challenge(value: Any) -> tuple[Challenge | None, str]:
@@ -102,20 +110,23 @@ def jaccard(a: str, b: str) -> float:
     return len(left & right) / len(left | right)
 
 
-class _ChallengeMetric(BaseMetric):
-    """Base of the metrics: named after the class, never tracked (no server, no traces)."""
+class ChallengeMetric:
+    """Base of the metrics: named after the class unless given a name."""
 
     def __init__(self, name: str | None = None) -> None:
-        super().__init__(name=name, track=False)
+        self.name = name or type(self).__name__
 
-    def _result(self, value: float, reason: str) -> ScoreResult:
-        return ScoreResult(name=self.name, value=float(value), reason=reason)
+    def score(self, **inputs: Any) -> Scored:  # pragma: no cover - every metric overrides it
+        raise NotImplementedError
 
-    def _no_challenge(self, why: str) -> ScoreResult:
+    def _result(self, value: float, reason: str) -> MetricResult:
+        return MetricResult(name=self.name, value=float(value), reason=reason)
+
+    def _no_challenge(self, why: str) -> MetricResult:
         return self._result(0.0, why)
 
 
-class OptionCount(_ChallengeMetric):
+class OptionCount(ChallengeMetric):
     """1 when the challenge has exactly the item's option count (4) of distinct, non-empty options."""
 
     def score(self, challenge: Any, expected_output: dict[str, Any], **ignored: Any) -> Scored:
@@ -131,7 +142,7 @@ class OptionCount(_ChallengeMetric):
         )
 
 
-class ExplanationPresent(_ChallengeMetric):
+class ExplanationPresent(ChallengeMetric):
     """1 when the challenge explains its answer in at least ``MIN_EXPLANATION_WORDS`` words."""
 
     def score(self, challenge: Any, expected_output: dict[str, Any], **ignored: Any) -> Scored:
@@ -146,7 +157,7 @@ class ExplanationPresent(_ChallengeMetric):
         return self._result(0.0, f"explanation of {words} words; at least {MIN_EXPLANATION_WORDS} required")
 
 
-class LengthWithinBounds(_ChallengeMetric):
+class LengthWithinBounds(ChallengeMetric):
     """1 when the question's length in characters is within the item's [min_length, max_length]."""
 
     def score(self, challenge: Any, expected_output: dict[str, Any], **ignored: Any) -> Scored:
@@ -169,7 +180,7 @@ def concept_covered(concept: str, text: str) -> bool:
     return bool(words) and words <= set(_tokens(text))
 
 
-class ConceptCoverage(_ChallengeMetric):
+class ConceptCoverage(ChallengeMetric):
     """Share of the item's required concepts named in the question, options or explanation."""
 
     def score(self, challenge: Any, expected_output: dict[str, Any], **ignored: Any) -> Scored:
@@ -188,7 +199,7 @@ class ConceptCoverage(_ChallengeMetric):
         return self._result(covered / len(required), reason)
 
 
-class DifficultyAlignment(_ChallengeMetric):
+class DifficultyAlignment(ChallengeMetric):
     """1 when the judge's estimate lies in the item's difficulty range, falling linearly to 0 at
     ``DIFFICULTY_FALLOFF`` points outside it. The estimate comes in the task output: the metric
     itself calls no LLM, so it runs anywhere and the judge's cost is counted once, in the task."""
@@ -224,7 +235,7 @@ def answer_problems(challenge: Challenge) -> list[str]:
     return problems
 
 
-class AnswerValidity(_ChallengeMetric):
+class AnswerValidity(ChallengeMetric):
     """1 when the answer is well defined: correct_index names an option, options distinct, none empty."""
 
     def score(self, challenge: Any, **ignored: Any) -> Scored:
@@ -237,7 +248,7 @@ class AnswerValidity(_ChallengeMetric):
         return self._result(1.0, f"option {parsed.correct_index} of {len(parsed.options)} is the answer")
 
 
-class ValidatedQuestionAgreement(_ChallengeMetric):
+class ValidatedQuestionAgreement(ChallengeMetric):
     """Real-world items only: how close the generated challenge is to the question users validated.
 
     ``QUESTION_WEIGHT`` × word overlap (``jaccard``) of the questions + the rest × overlap of the
@@ -270,7 +281,7 @@ class ValidatedQuestionAgreement(_ChallengeMetric):
         )
 
 
-ALL_METRICS: tuple[type[_ChallengeMetric], ...] = (
+ALL_METRICS: tuple[type[ChallengeMetric], ...] = (
     OptionCount,
     ExplanationPresent,
     LengthWithinBounds,
@@ -282,16 +293,16 @@ ALL_METRICS: tuple[type[_ChallengeMetric], ...] = (
 METRIC_NAMES: tuple[str, ...] = tuple(cls.__name__ for cls in ALL_METRICS)
 
 
-def all_metrics() -> list[BaseMetric]:
-    """Fresh instances of every metric, for ``opik.evaluate(scoring_metrics=...)`` or ``score_challenge``."""
+def all_metrics() -> list[ChallengeMetric]:
+    """Fresh instances of every metric (``resources.opik_metrics`` wraps them for ``opik.evaluate``)."""
     return [cls() for cls in ALL_METRICS]
 
 
 def score_challenge(
     task_output: dict[str, Any] | ChallengeTaskOutput,
     item: DatasetItem,
-    metrics: Sequence[BaseMetric] | None = None,
-) -> dict[str, ScoreResult]:
+    metrics: Sequence[ChallengeMetric] | None = None,
+) -> dict[str, MetricResult]:
     """Score one task output the way ``opik.evaluate`` would (item content merged with the output),
     without Opik: the local experiment's path. Not-applicable metrics are absent from the result."""
     output = task_output.as_task_output() if isinstance(task_output, ChallengeTaskOutput) else task_output
@@ -299,7 +310,7 @@ def score_challenge(
     if clash:
         raise ValueError(f"task output keys {clash} would shadow the dataset item's (item {item.id})")
     inputs = {**item.data(), **output}
-    results: dict[str, ScoreResult] = {}
+    results: dict[str, MetricResult] = {}
     for metric in metrics if metrics is not None else all_metrics():
         result = metric.score(**inputs)
         for one in result if isinstance(result, list) else [result]:
@@ -307,7 +318,9 @@ def score_challenge(
     return results
 
 
-def score_values(results: dict[str, ScoreResult] | Iterable[ScoreResult]) -> dict[str, float]:
-    """``{metric: value}`` of the results that scored (failed scores are left out, as Opik does)."""
+def score_values(results: dict[str, Any] | Iterable[Any]) -> dict[str, float]:
+    """``{metric: value}`` of the results that scored (failed scores are left out, as Opik does).
+
+    Takes our ``MetricResult``s or Opik's ``ScoreResult``s (same attribute names)."""
     items = results.values() if isinstance(results, dict) else results
     return {r.name: float(r.value) for r in items if not r.scoring_failed}

@@ -7,7 +7,10 @@ from collections.abc import Callable
 import dagster as dg
 from pydantic import BaseModel
 
+from skill_pipeline.demo.stores import seed_demo_stores
 from skill_pipeline.models import dataset_name
+from skill_pipeline.resources.dataset_store_local import LocalDatasetStore
+from skill_pipeline.resources.skill_store_sqlite import SqliteSkillStore
 from skill_pipeline.sensors import skill_sensor
 
 MAX_PROMOTION_ROUNDS = 12
@@ -63,6 +66,8 @@ def run_demo(instance: dg.DagsterInstance, echo: Callable[[str], None] = lambda 
     resources = defs.resources
     skill_store = resources["skill_store"]
     dataset_store = resources["dataset_store"]
+    if isinstance(skill_store, SqliteSkillStore) and isinstance(dataset_store, LocalDatasetStore):
+        seed_demo_stores(skill_store, dataset_store)  # the embedded stores start empty
 
     # 1. One sensor tick, as the daemon would evaluate it.
     context = dg.build_sensor_context(instance=instance, resources={"skill_store": skill_store}, definitions=defs)

@@ -1,0 +1,345 @@
+"""Opik (production): datasets, items, judge scores and experiments through the ``opik`` SDK.
+
+The SDK is imported on first use, not at module import: the code location loads without it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+
+import tenacity
+from pydantic import Field, PrivateAttr
+
+from skill_pipeline.core.experiment import ExperimentRecord, ExperimentTask
+from skill_pipeline.models import DatasetItem
+from skill_pipeline.resources.dataset_store import DatasetStore
+from skill_pipeline.resources.opik_support import (
+    OPIK_TRACE_EXCLUDE,
+    OpikDatasetStoreError,
+    TimedOut,
+    describe,
+    from_opik_item,
+    is_retryable,
+    is_uuid7,
+    oql_string,
+    run_within,
+    status_of,
+    to_opik_item,
+    trace_challenge_id,
+)
+from skill_pipeline.resources.redaction import redact
+
+if TYPE_CHECKING:
+    import opik
+    from opik.api_objects.dataset.dataset import Dataset as OpikDataset
+
+OPIK_LOGGER = logging.getLogger("skill_pipeline.resources.dataset_store.opik")
+
+# One Opik client per resource instance, built on first use; threads of one step share it.
+_OPIK_CLIENT_LOCK = threading.Lock()
+
+
+class OpikDatasetStore(DatasetStore):
+    """Datasets, items and judge scores in Opik, through the ``opik`` SDK (2.2.x).
+
+    What the SDK does that this class works around (see DESIGN.md, "Facts about the dependencies"):
+    a ``Dataset`` object remembers the content hash of every item sent through it and silently
+    drops a later item with the same hash -- even when the first send failed -- so every write
+    goes through a fresh ``client.get_dataset(...)`` with deduplication off (our diff already
+    decides what to write; an upsert by id is idempotent). A write answered 429 is retried by the
+    SDK without end, so writes and deletes run under a deadline of our own
+    (``write_timeout_seconds``) on a daemon thread, sequentially (``num_threads=1``) so that no
+    SDK worker pool outlives a timed-out write and blocks the process at exit.
+    """
+
+    url: str | None = Field(default=None, description="Opik API base URL (OPIK_URL_OVERRIDE); None = the SDK's default")
+    api_key: str | None = Field(default=None, description="Opik API key (OPIK_API_KEY); not needed by a local Opik")
+    workspace: str | None = Field(default=None, description="Opik workspace (OPIK_WORKSPACE)")
+    project_name: str = Field(
+        default="skill-pipeline", description="Opik project the datasets belong to and the judge's traces are in"
+    )
+    write_timeout_seconds: float = Field(
+        default=120, gt=0, description="bound on one write or delete, retries included (the SDK retries 429 forever)"
+    )
+    write_attempts: int = Field(
+        default=3, ge=1, description="attempts of a failed write, each through a fresh dataset handle"
+    )
+    retry_backoff_seconds: float = Field(default=2.0, ge=0, description="first wait between our own write attempts")
+    search_timeout_seconds: float = Field(
+        default=300, gt=0, description="bound on one judge_scores call (the SDK retries a search answered 429 forever)"
+    )
+    judge_concurrency: int = Field(
+        default=8, ge=1, description="trace searches in flight at once (OQL has no OR/IN on metadata: one per challenge)"
+    )
+
+    _client: Any = PrivateAttr(default=None)
+
+    @property
+    def backend(self) -> str:
+        return "Opik"
+
+    @property
+    def is_remote(self) -> bool:
+        return True
+
+    # -------------------------------------------------------------------------------- plumbing
+    def _redact(self, text: str) -> str:
+        return redact(text, self.api_key)
+
+    def _error(self, what: str, exc: BaseException | None = None, detail: str | None = None) -> OpikDatasetStoreError:
+        reason = detail if detail is not None else describe(exc) if exc is not None else "unknown error"
+        return OpikDatasetStoreError(self._redact(f"Opik: {what} failed: {reason}"))
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """Re-raise anything the SDK raises as an error naming Opik and ``what``; no exception chain,
+        so neither a message nor a traceback can carry the key."""
+        try:
+            yield
+        except OpikDatasetStoreError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every SDK failure is reported the same way
+            raise self._error(what, exc) from None
+
+    def client(self) -> "opik.Opik":
+        """The Opik client, built on first use with everything passed explicitly (no config file)."""
+        with _OPIK_CLIENT_LOCK:
+            if self._client is None:
+                with self._errors(f"connecting to project {self.project_name}"):
+                    import opik
+
+                    self._client = opik.Opik(
+                        project_name=self.project_name,
+                        workspace=self.workspace,
+                        host=self.url,
+                        api_key=self.api_key,
+                    )
+            return self._client
+
+    def close(self) -> None:
+        """Release the SDK's connection resources (threads, pool).
+
+        Not wired to ``teardown_after_execution``: overriding it makes Dagster refuse
+        ``process_config_and_initialize``. The SDK shares one connection bundle per configuration
+        and closes it at process exit, so a run that never calls this leaks nothing.
+        """
+        with _OPIK_CLIENT_LOCK:
+            client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.end(timeout=5)
+            except Exception as exc:  # noqa: BLE001 - closing must not fail a step that succeeded
+                OPIK_LOGGER.warning("Opik: closing the client failed: %s", self._redact(describe(exc)))
+
+    def _dataset(self, name: str) -> "OpikDataset | None":
+        """A fresh dataset handle, or None when Opik answers 404."""
+        client = self.client()
+        try:
+            return client.get_dataset(name, project_name=self.project_name)
+        except Exception as exc:  # noqa: BLE001
+            if status_of(exc) == 404:
+                return None
+            raise self._error(f"reading dataset {name} (project {self.project_name})", exc) from None
+
+    def _require(self, name: str, what: str) -> "OpikDataset":
+        dataset = self._dataset(name)
+        if dataset is None:
+            raise self._error(f"{what} dataset {name}", detail=f"it does not exist in project {self.project_name}")
+        return dataset
+
+    def _write(self, name: str, what: str, operation: Callable[["OpikDataset"], None]) -> None:
+        """A dataset mutation with our own bounded retries, each through a fresh dataset handle."""
+        deadline = time.monotonic() + self.write_timeout_seconds
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.write_attempts) | tenacity.stop_after_delay(self.write_timeout_seconds),
+            wait=tenacity.wait_exponential(multiplier=self.retry_backoff_seconds, max=30),
+            retry=tenacity.retry_if_exception(is_retryable),
+            before_sleep=lambda state: OPIK_LOGGER.warning(
+                "Opik: %s dataset %s failed (attempt %d of %d): %s; retrying through a fresh dataset handle",
+                what,
+                name,
+                state.attempt_number,
+                self.write_attempts,
+                self._redact(describe(state.outcome.exception())) if state.outcome else "",
+            ),
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    dataset = self._require(name, what)
+                    run_within(deadline, lambda: operation(dataset), what.replace(" ", "-"))
+        except TimedOut:
+            raise self._error(
+                f"{what} dataset {name}",
+                detail=f"no answer within {self.write_timeout_seconds:g} s (Opik retries a write answered 429 "
+                "without end); it may still land, and the next sync reads back what is stored",
+            ) from None
+        except OpikDatasetStoreError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise self._error(f"{what} dataset {name}", exc) from None
+
+    # -------------------------------------------------------------------------------- interface
+    def dataset_exists(self, name: str) -> bool:
+        return self._dataset(name) is not None
+
+    def ensure_dataset(self, name: str, description: str) -> None:
+        """Get or create. Two runs creating the same dataset at once: the loser's 409 means it exists."""
+        if self._dataset(name) is not None:
+            return
+        try:
+            self.client().create_dataset(name, description=description, project_name=self.project_name)
+        except Exception as exc:  # noqa: BLE001
+            if status_of(exc) != 409:
+                raise self._error(f"creating dataset {name} (project {self.project_name})", exc) from None
+            if self._dataset(name) is None:
+                raise self._error(
+                    f"creating dataset {name} (project {self.project_name})",
+                    detail="Opik answered 409 (exists) but the dataset cannot be read back",
+                ) from None
+            OPIK_LOGGER.info("Opik: dataset %s was created concurrently by another run; using it", name)
+
+    def read_items(self, name: str) -> list[DatasetItem]:
+        """Every item of the latest version (the SDK pins all pages of one read to it)."""
+        dataset = self._dataset(name)
+        if dataset is None:
+            return []
+        with self._errors(f"reading the items of dataset {name}"):
+            rows = dataset.get_items()
+        items = [from_opik_item(row, name) for row in rows]
+        ids = [item.id for item in items]
+        if len(set(ids)) != len(ids):
+            duplicate = next(i for i in ids if ids.count(i) > 1)
+            raise self._error(f"reading the items of dataset {name}", detail=f"item {duplicate} came back twice")
+        return items
+
+    def write_items(self, name: str, items: list[DatasetItem]) -> None:
+        """Insert or replace by id; one call is one new dataset version."""
+        if not items:
+            return
+        bad = [item.id for item in items if not is_uuid7(item.id)]
+        if bad:
+            raise self._error(
+                f"writing to dataset {name}", detail=f"item id {bad[0]} is not a UUID version 7 (Opik answers 400)"
+            )
+        payloads = [to_opik_item(item) for item in items]
+        self._write(
+            name,
+            "writing to",
+            lambda dataset: dataset.insert(payloads, num_threads=1, deduplication=False),
+        )
+
+    def delete_items(self, name: str, ids: list[str]) -> None:
+        """Delete by id, only ids this dataset holds: Opik's delete endpoint is not scoped to a dataset."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return
+        dataset = self._dataset(name)
+        if dataset is None:
+            return
+        with self._errors(f"reading the items of dataset {name} before a delete"):
+            present = {str(row["id"]) for row in dataset.get_items()}
+        targets = [i for i in wanted if i in present]
+        if len(targets) < len(wanted):
+            OPIK_LOGGER.warning(
+                "Opik: %d of %d ids to delete are not in dataset %s; skipped",
+                len(wanted) - len(targets),
+                len(wanted),
+                name,
+            )
+        if targets:
+            self._write(name, "deleting from", lambda fresh: fresh.delete(targets))
+
+    def dataset_version(self, name: str) -> str | None:
+        """Name of the latest version (``v3``), which ``get_items`` reads are pinned to."""
+        dataset = self._dataset(name)
+        if dataset is None:
+            return None
+        with self._errors(f"reading the versions of dataset {name}"):
+            info = dataset.get_version_info()
+        if info is None:
+            return None
+        return info.version_name or info.version_hash or info.id
+
+    def judge_scores(self, challenge_ids: Iterable[str]) -> dict[str, float]:
+        """Mean of the judge's feedback score over the traces tagged with each challenge id.
+
+        OQL has neither OR nor IN on metadata, so it is one search per challenge, at most
+        ``judge_concurrency`` at once, all within ``search_timeout_seconds`` (the SDK retries a
+        search answered 429 without end). A challenge without a judged trace is absent, never assumed.
+        """
+        ids = list(dict.fromkeys(str(c) for c in challenge_ids))
+        if not ids:
+            return {}
+        client = self.client()
+        deadline = time.monotonic() + self.search_timeout_seconds
+        missing_project: list[str] = []
+
+        def score(challenge_id: str) -> float | None:
+            what = f"searching the judge traces of challenge {challenge_id} (project {self.project_name})"
+            found: list[Any] = []
+
+            def search() -> None:
+                found.extend(
+                    client.search_traces(
+                        project_name=self.project_name,
+                        filter_string=f"metadata.challenge_id = {oql_string(challenge_id)}",
+                        exclude=OPIK_TRACE_EXCLUDE,
+                    )
+                )
+
+            try:
+                run_within(deadline, search, "judge-search")
+            except TimedOut:
+                raise self._error(
+                    what, detail=f"no answer within {self.search_timeout_seconds:g} s (Opik retries a 429 without end)"
+                ) from None
+            except Exception as exc:  # noqa: BLE001
+                if status_of(exc) == 404:
+                    missing_project.append(challenge_id)
+                    return None
+                raise self._error(what, exc) from None
+            values = [
+                float(feedback.value)
+                for trace in found
+                if trace_challenge_id(trace) == challenge_id  # guard against a filter the backend ignored
+                for feedback in trace.feedback_scores or []
+                if feedback.name == self.judge_score_name and math.isfinite(float(feedback.value))
+            ]
+            return sum(values) / len(values) if values else None
+
+        with ThreadPoolExecutor(max_workers=min(self.judge_concurrency, len(ids)), thread_name_prefix="opik-judge") as pool:
+            results = list(pool.map(score, ids))
+        if missing_project:
+            OPIK_LOGGER.warning(
+                "Opik: project %s has no traces (404); %d challenges have no judge score",
+                self.project_name,
+                len(missing_project),
+            )
+        return {cid: value for cid, value in zip(ids, results) if value is not None}
+
+    # -------------------------------------------------------------------------------- experiments
+    def run_experiment(
+        self,
+        name: str,
+        items: list[DatasetItem],
+        task: ExperimentTask,
+        experiment_name: str,
+        experiment_config: dict[str, Any],
+        threads: int,
+    ) -> ExperimentRecord:
+        """``opik.evaluate`` over the dataset, recorded as an Opik experiment (``opik_experiment``)."""
+        from skill_pipeline.resources.opik_experiment import run_opik_experiment
+
+        return run_opik_experiment(self, name, items, task, experiment_name, experiment_config, threads)
+
+    @property
+    def logger(self) -> logging.Logger:
+        return OPIK_LOGGER
