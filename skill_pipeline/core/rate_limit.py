@@ -1,29 +1,24 @@
 """One rate limiter per process for the LLM calls: a skill takes longer under a rate limit, it never fails.
 
-Anthropic limits an organisation per minute in requests, input tokens and output tokens, as
-continuously refilled buckets, and reports what is left on every response
-(``anthropic-ratelimit-{requests,input-tokens,output-tokens}-{limit,remaining,reset}``, reset in
-RFC 3339). Threads that each retry on their own cannot respect a shared budget: they all send,
-all get 429, all sleep the same ``retry-after`` and all come back at the same instant. So every
-call of the process goes through one ``RateLimiter`` (``shared_limiter``), which
+Anthropic limits an organisation per minute in requests, input and output tokens, as refilled
+buckets, and reports what is left on every response (``anthropic-ratelimit-{requests,input-tokens,
+output-tokens}-{limit,remaining,reset}``, reset in RFC 3339). Threads retrying on their own cannot
+share a budget: all send, all get 429, all sleep the same ``retry-after``, all come back at once.
+So every call of the process goes through one ``RateLimiter`` (``shared_limiter``), which
 
-- admits a call only when the request bucket, the output-token bucket (the call's ``max_tokens``
-  reserved up front, settled with the real usage after, as the API itself admits a request) and
-  the input-token bucket (an estimate, settled) have room, and fewer than ``max_in_flight`` calls
-  are out;
-- sizes the buckets from the configuration and from the headers (the smaller of the configured
-  rate and ``share`` × the organisation's limit), and clamps what it thinks is left to what the
-  service says is left;
-- on a 429 pauses every call for ``retry-after`` and drains the request bucket, so what follows
-  is paced by the refill instead of arriving together; each rejected call waits ``retry-after``
-  plus full jitter (uniform over an exponentially growing window) before it queues again;
-- retries rate limits and overload until a time deadline, not a count; retries server errors and
-  broken connections with backoff up to a count (a persistent 500 is a fault, not a queue) and the
-  same deadline; fails a non-retryable 4xx at once.
+- admits a call when the request, output-token (``max_tokens`` reserved, settled with the real
+  usage, as the API admits it) and input-token (estimated, settled) buckets have room and fewer
+  than ``max_in_flight`` calls are out;
+- sizes the buckets from the config and the headers (the smaller of the configured rate and
+  ``share`` × the organisation's limit), and clamps what is left to what the service says is left;
+- on a 429 pauses every call for ``retry-after`` and drains the request bucket, so what follows is
+  paced by the refill; the rejected call waits ``retry-after`` plus full jitter, then queues again;
+- retries rate limits and overload until a time deadline, not a count; server errors and broken
+  connections up to a count (a persistent 500 is a fault, not a queue); a 4xx fails at once.
 
 Pure: no Dagster, no SDK. An adapter hands ``run`` a function making one attempt, which returns a
-``Reply`` or raises ``AttemptError`` naming the kind of failure (``classify_status`` maps an HTTP
-status to it). The clock is injected, so the unit tests run without sleeping.
+``Reply`` or raises ``AttemptError`` naming the kind of failure (``classify_status``). The clock is
+injected, so the unit tests run without sleeping.
 """
 
 from __future__ import annotations
@@ -47,6 +42,9 @@ FailureKind = Literal["rate_limited", "overloaded", "transient", "connection", "
 THROTTLED: frozenset[str] = frozenset({"rate_limited", "overloaded"})
 # Failures that may be a fault on the other side: retried up to ``max_error_retries`` (and the deadline).
 ERRORS: frozenset[str] = frozenset({"transient", "connection"})
+_FAILURE_COUNTERS = {
+    "rate_limited": "rate_limited", "overloaded": "overloaded", "transient": "server_errors", "connection": "connection_errors"
+}  # fmt: skip
 
 HEADER_PREFIX = "anthropic-ratelimit-"
 # bucket name -> the word Anthropic's headers use for it. ``tokens-*`` (input and output combined,
@@ -59,73 +57,35 @@ class RateLimitConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    requests_per_minute: int = Field(
-        default=0,
-        ge=0,
-        le=1_000_000,
-        description="requests per minute this process may send (your tier's RPM x rate_limit_share); "
-        "0: not configured, learnt from the anthropic-ratelimit-requests-* response headers",
-    )
-    output_tokens_per_minute: int = Field(
-        default=0,
-        ge=0,
-        le=100_000_000,
-        description="output tokens per minute (OTPM, the limit that binds for scenario writing); each call "
-        "reserves its max_tokens until its real usage is known; 0: learnt from the response headers",
-    )
-    input_tokens_per_minute: int = Field(
-        default=0,
-        ge=0,
-        le=1_000_000_000,
-        description="input tokens per minute (ITPM), estimated from the prompt before a call, settled after; "
-        "0: learnt from the response headers",
-    )
-    max_in_flight: int = Field(
-        default=32,
-        ge=1,
-        le=1024,
-        description="LLM calls in flight at once across the whole process (every thread, run and resource)",
-    )
-    share: float = Field(
-        default=1.0,
-        gt=0,
-        le=1,
-        description="fraction of the organisation's limits (as reported by the headers) this process may use: "
-        "1 / the number of processes calling at once, e.g. the Dagster pool's slots",
-    )
-    burst_seconds: float = Field(
-        default=10.0,
-        ge=1,
-        le=60,
-        description="seconds of the per-minute budget that may go out at once; the API refills continuously "
-        "and may reject a minute's budget sent in one burst",
-    )
-    retry_deadline_seconds: float = Field(
-        default=1800.0,
-        ge=1,
-        le=86_400,
-        description="how long a call keeps retrying after its first failure (429, 529, 5xx, connection) "
-        "before it fails; time-based so a rate limit makes the run longer, not failed",
-    )
-    max_retry_wait_seconds: float = Field(
-        default=60.0,
-        gt=0,
-        le=600,
-        description="longest single wait honoured from a retry-after header (the SDK honours any)",
-    )
-    max_error_retries: int = Field(
-        default=6,
-        ge=0,
-        le=100,
-        description="retries of a server error (5xx other than 529, 408, 409), timeout or broken connection; "
-        "429 and 529 are retried until retry_deadline_seconds instead",
-    )
-    backoff_initial_seconds: float = Field(
-        default=0.5, gt=0, le=60, description="jitter window of the first retry; doubles with every retry"
-    )
-    backoff_max_seconds: float = Field(
-        default=30.0, gt=0, le=600, description="largest jitter window of a retry (the backoff stops doubling here)"
-    )
+    requests_per_minute: int = Field(0, ge=0, le=1_000_000, description=(
+        "requests per minute this process may send (your tier's RPM x rate_limit_share); "
+        "0: not configured, learnt from the anthropic-ratelimit-requests-* response headers"))
+    output_tokens_per_minute: int = Field(0, ge=0, le=100_000_000, description=(
+        "output tokens per minute (OTPM, the limit that binds for scenario writing); each call reserves "
+        "its max_tokens until its real usage is known; 0: learnt from the response headers"))
+    input_tokens_per_minute: int = Field(0, ge=0, le=1_000_000_000, description=(
+        "input tokens per minute (ITPM), estimated from the prompt before a call, settled after; "
+        "0: learnt from the response headers"))
+    max_in_flight: int = Field(32, ge=1, le=1024, description=(
+        "LLM calls in flight at once across the whole process (every thread, run and resource)"))
+    share: float = Field(1.0, gt=0, le=1, description=(
+        "fraction of the organisation's limits (as reported by the headers) this process may use: "
+        "1 / the number of processes calling at once, e.g. the Dagster pool's slots"))
+    burst_seconds: float = Field(10.0, ge=1, le=60, description=(
+        "seconds of the per-minute budget that may go out at once; the API refills continuously and "
+        "may reject a minute's budget sent in one burst"))
+    retry_deadline_seconds: float = Field(1800.0, ge=1, le=86_400, description=(
+        "how long a call keeps retrying after its first failure (429, 529, 5xx, connection) before it "
+        "fails; time-based so a rate limit makes the run longer, not failed"))
+    max_retry_wait_seconds: float = Field(60.0, gt=0, le=600, description=(
+        "longest single wait honoured from a retry-after header (the SDK honours any)"))
+    max_error_retries: int = Field(6, ge=0, le=100, description=(
+        "retries of a server error (5xx other than 529, 408, 409), timeout or broken connection; "
+        "429 and 529 are retried until retry_deadline_seconds instead"))
+    backoff_initial_seconds: float = Field(0.5, gt=0, le=60, description=(
+        "jitter window of the first retry; doubles with every retry"))
+    backoff_max_seconds: float = Field(30.0, gt=0, le=600, description=(
+        "largest jitter window of a retry (the backoff stops doubling here)"))
 
 
 @dataclass(frozen=True)
@@ -139,33 +99,20 @@ class Reply(Generic[T]):
 
 
 class AttemptError(Exception):
-    """One failed attempt, described by the adapter without the SDK's exception (which may hold a key).
-
-    When ``RateLimiter.run`` gives up it re-raises the last one with ``retries``,
-    ``waited_seconds`` and ``gave_up`` (``not retryable`` | ``retries`` | ``deadline``) filled in,
-    so the adapter can say why in its own error.
-    """
+    """One failed attempt, described without the SDK's exception (which may hold a key). ``run``
+    re-raises the last one with ``retries``, ``waited_seconds`` and ``gave_up`` (``not retryable`` |
+    ``retries`` | ``deadline``) filled in, so the adapter can say why in its own error."""
 
     def __init__(
-        self,
-        kind: FailureKind,
-        message: str,
-        *,
-        status: int | None = None,
-        error_type: str | None = None,
-        request_id: str | None = None,
-        retry_after: float | None = None,
-        headers: Mapping[str, str] | None = None,
+        self, kind: FailureKind, message: str, *, status: int | None = None, error_type: str | None = None,
+        request_id: str | None = None, retry_after: float | None = None, headers: Mapping[str, str] | None = None,
         exception_name: str | None = None,
-    ) -> None:
+    ) -> None:  # fmt: skip
         super().__init__(message)
         self.kind, self.message, self.status = kind, message, status
         self.error_type, self.request_id, self.retry_after = error_type, request_id, retry_after
-        self.headers = headers or {}
-        self.exception_name = exception_name
-        self.retries = 0
-        self.waited_seconds = 0.0
-        self.gave_up = ""
+        self.headers, self.exception_name = headers or {}, exception_name
+        self.retries, self.waited_seconds, self.gave_up = 0, 0.0, ""
 
 
 def classify_status(status: int, should_retry: str | None = None) -> FailureKind:
@@ -184,42 +131,29 @@ def classify_status(status: int, should_retry: str | None = None) -> FailureKind
 def parse_retry_after(headers: Mapping[str, str], *, wall: float | None = None) -> float | None:
     """Seconds to wait from ``retry-after-ms``, ``retry-after`` (seconds or an HTTP date), or None."""
     lowered = {k.lower(): v for k, v in headers.items()}
-    millis = lowered.get("retry-after-ms")
+    millis, value = _number(lowered.get("retry-after-ms")), lowered.get("retry-after")
     if millis is not None:
-        try:
-            return max(0.0, float(millis) / 1000)
-        except ValueError:
-            pass
-    value = lowered.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_tz(value)
-        if parsed is None:
-            return None
-        return max(0.0, float(email.utils.mktime_tz(parsed)) - (time.time() if wall is None else wall))
+        return millis / 1000
+    if value is None or _number(value) is not None:
+        return _number(value)
+    parsed = email.utils.parsedate_tz(value)
+    wall = time.time() if wall is None else wall
+    return None if parsed is None else max(0.0, float(email.utils.mktime_tz(parsed)) - wall)
 
 
 def _seconds_until(stamp: str | None, wall: float) -> float | None:
     """Seconds from ``wall`` until an RFC 3339 time, or None when absent or unreadable."""
-    if not stamp:
-        return None
     try:
-        moment = datetime.fromisoformat(stamp.strip().replace("Z", "+00:00"))
+        moment = datetime.fromisoformat((stamp or "").strip().replace("Z", "+00:00"))
     except ValueError:
         return None
-    if moment.tzinfo is None:
-        return None
-    return max(0.0, moment.timestamp() - wall)
+    return None if moment.tzinfo is None else max(0.0, moment.timestamp() - wall)
 
 
 def _number(value: str | None) -> float | None:
-    if value is None:
-        return None
+    """A finite, non-negative number from a header, or None."""
     try:
-        number = float(value)
+        number = float(value) if value is not None else math.nan
     except ValueError:
         return None
     return number if math.isfinite(number) and number >= 0 else None
@@ -235,8 +169,7 @@ class Clock:
         return time.time()
 
     def sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            time.sleep(seconds)
+        time.sleep(max(0.0, seconds))
 
     def wait(self, condition: threading.Condition, timeout: float | None) -> None:
         condition.wait(timeout)
@@ -246,47 +179,35 @@ class _Bucket:
     """A continuously refilled budget per minute; a rate of 0 means "no bound known"."""
 
     def __init__(self) -> None:
-        self.configured = 0.0
-        self.share = 1.0
-        self.burst_seconds = 10.0
+        self.configured, self.share, self.burst_seconds = 0.0, 1.0, 10.0
         self.header_limit: float | None = None
         self.level: float | None = None  # None until a rate is known: then it starts full
-        self.updated = 0.0
-        self.blocked_until = 0.0
+        self.updated = self.blocked_until = 0.0
 
     @property
     def per_minute(self) -> float:
-        rates = [self.configured] if self.configured > 0 else []
-        if self.header_limit:
-            rates.append(self.header_limit * self.share)
-        return min(rates) if rates else 0.0
+        rates = ([self.configured] if self.configured > 0 else []) + ([self.header_limit * self.share] if self.header_limit else [])
+        return min(rates, default=0.0)
 
     @property
     def capacity(self) -> float:
         return max(1.0, self.per_minute * self.burst_seconds / 60)
 
     def refill(self, now: float) -> None:
-        rate = self.per_minute
+        rate, elapsed, self.updated = self.per_minute, max(0.0, now - self.updated), now
         if rate <= 0:
-            self.level, self.updated = None, now
-            return
-        if self.level is None:
-            self.level = self.capacity
+            self.level = None
         else:
-            self.level = min(self.capacity, self.level + max(0.0, now - self.updated) * rate / 60)
-        self.updated = now
+            self.level = self.capacity if self.level is None else min(self.capacity, self.level + elapsed * rate / 60)
 
     def wait_for(self, cost: float, now: float) -> float:
         """Seconds until ``cost`` can be taken (0: now). A cost above the capacity waits for a full bucket."""
         self.refill(now)
         if self.blocked_until > now:
             return self.blocked_until - now
-        if self.level is None:
+        if self.level is None or self.level >= min(cost, self.capacity) - 1e-9:
             return 0.0
-        need = min(cost, self.capacity)
-        if self.level >= need - 1e-9:
-            return 0.0
-        return (need - self.level) * 60 / self.per_minute
+        return (min(cost, self.capacity) - self.level) * 60 / self.per_minute
 
     def take(self, amount: float) -> None:
         if self.level is not None:
@@ -310,12 +231,13 @@ class LimiterStats:
 
     calls: int = 0  # attempts sent
     succeeded: int = 0
-    failed: int = 0  # calls given up on (after retries, or not retryable)
+    failed: int = 0  # calls given up on (retries spent, deadline, not retryable)
     retries: int = 0
-    rate_limited: int = 0  # 429s
-    overloaded: int = 0  # 529s
-    server_errors: int = 0  # other retryable statuses
-    connection_errors: int = 0  # timeouts and broken connections
+    # failed attempts: 429, 529, other retryable statuses, timeouts and broken connections
+    rate_limited: int = 0
+    overloaded: int = 0
+    server_errors: int = 0
+    connection_errors: int = 0
     queue_wait_seconds: float = 0.0  # waiting for room in the buckets / in flight
     retry_wait_seconds: float = 0.0  # backing off between attempts
     max_in_flight: int = 0  # the most at once over the limiter's life
@@ -331,15 +253,11 @@ class LimiterStats:
     def since(self, earlier: LimiterStats) -> LimiterStats:
         """The counters accumulated after ``earlier``; peaks, current levels and bounds as they are now."""
         keep = {"max_in_flight", "in_flight", "requests_per_minute", "output_tokens_per_minute", "input_tokens_per_minute"}
-        values = {
-            f.name: getattr(self, f.name) if f.name in keep else getattr(self, f.name) - getattr(earlier, f.name)
-            for f in fields(self)
-        }
-        return LimiterStats(**values)
+        now, then = asdict(self), asdict(earlier)
+        return LimiterStats(**{k: v if k in keep else v - then[k] for k, v in now.items()})
 
     def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["waited_seconds"] = self.waited_seconds
+        out = {**asdict(self), "waited_seconds": self.waited_seconds}
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}
 
 
@@ -353,18 +271,12 @@ class RateLimiter:
     """The admission, pacing and retry policy shared by every LLM call of a process (thread-safe)."""
 
     def __init__(
-        self,
-        config: RateLimitConfig | None = None,
-        *,
-        clock: Clock | None = None,
-        rng: Callable[[], float] | None = None,
+        self, config: RateLimitConfig | None = None, *, clock: Clock | None = None, rng: Callable[[], float] | None = None
     ) -> None:
-        self._clock = clock or Clock()
-        self._rng = rng or random.random
+        self._clock, self._rng = clock or Clock(), rng or random.random
         self._cond = threading.Condition()
         self._buckets = {name: _Bucket() for name in HEADER_KINDS}
-        self._in_flight = 0
-        self._paused_until = 0.0
+        self._in_flight, self._paused_until = 0, 0.0
         self._counts: dict[str, Any] = {f.name: 0 for f in fields(LimiterStats)}
         self._config = RateLimitConfig()
         self.configure(config or RateLimitConfig())
@@ -378,49 +290,38 @@ class RateLimiter:
         with self._cond:
             now = self._clock.now()
             self._config = config
-            configured = {
-                "requests": config.requests_per_minute,
-                "input_tokens": config.input_tokens_per_minute,
-                "output_tokens": config.output_tokens_per_minute,
-            }
             for name, bucket in self._buckets.items():
                 bucket.refill(now)
-                bucket.configured, bucket.share, bucket.burst_seconds = float(configured[name]), config.share, config.burst_seconds
+                bucket.configured = float(getattr(config, f"{name}_per_minute"))
+                bucket.share, bucket.burst_seconds = config.share, config.burst_seconds
                 bucket.refill(now)
             self._cond.notify_all()
-
-    # -- the one entry point -------------------------------------------------------------------
 
     def run(self, attempt: Callable[[], Reply[T]], *, output_tokens: int, input_tokens: int = 0) -> Reply[T]:
         """Call ``attempt`` when there is room, and again after each retryable failure, until it succeeds.
 
-        ``output_tokens`` is reserved (the call's ``max_tokens``), ``input_tokens`` is an estimate;
-        both are settled with the reply's real usage. Raises the last ``AttemptError`` when the
-        failure is not retryable, when server errors outlast ``max_error_retries``, or when the
-        next wait would end after ``retry_deadline_seconds`` from the first failure.
-        """
+        ``output_tokens`` (the call's ``max_tokens``) is reserved, ``input_tokens`` estimated; both
+        are settled with the real usage. Raises the last ``AttemptError`` when it is not retryable,
+        when server errors outlast ``max_error_retries``, or when the next wait would end after
+        ``retry_deadline_seconds`` from the first failure."""
         retries = error_retries = 0
-        first_failure_at: float | None = None
-        waited = 0.0
+        first_failure_at, waited = None, 0.0
         while True:
             permit = self._acquire(float(output_tokens), float(input_tokens))
             try:
                 reply = attempt()
             except AttemptError as failure:
                 self._release(permit, failure.headers, used_input=0, used_output=0, failure=failure)
-                now = self._clock.now()
-                config = self._config
+                now, config = self._clock.now(), self._config
                 first_failure_at = now if first_failure_at is None else first_failure_at
-                if failure.kind in ERRORS:
-                    error_retries += 1
+                error_retries += failure.kind in ERRORS
                 wait = self._backoff(failure, retries, config)
-                gave_up = ""
-                if failure.kind not in THROTTLED | ERRORS:
-                    gave_up = "not retryable"
-                elif failure.kind in ERRORS and error_retries > config.max_error_retries:
-                    gave_up = "retries"
-                elif now + wait > first_failure_at + config.retry_deadline_seconds:
-                    gave_up = "deadline"
+                gave_up = (
+                    "not retryable" if failure.kind not in THROTTLED | ERRORS
+                    else "retries" if failure.kind in ERRORS and error_retries > config.max_error_retries
+                    else "deadline" if now + wait > first_failure_at + config.retry_deadline_seconds
+                    else ""
+                )  # fmt: skip
                 if gave_up:
                     failure.retries, failure.waited_seconds, failure.gave_up = retries, waited, gave_up
                     self._count(failed=1)
@@ -431,15 +332,11 @@ class RateLimiter:
                 waited += wait
                 continue
             except BaseException:
-                # Outcome unknown (a bug, an interrupt): keep the whole reservation, count nothing.
-                self._release(
-                    permit, None, used_input=permit.input_tokens, used_output=permit.output_tokens, succeeded=False
-                )
+                # Outcome unknown (a bug, an interrupt): keep the whole reservation, count no success.
+                self._release(permit, None, used_input=permit.input_tokens, used_output=permit.output_tokens, ok=False)
                 raise
             self._release(permit, reply.headers, used_input=reply.input_tokens, used_output=reply.output_tokens)
             return reply
-
-    # -- admission -----------------------------------------------------------------------------
 
     def _admission_wait(self, now: float, permit: _Permit) -> float | None:
         """Seconds until this call may go (0: now; None: until another call finishes)."""
@@ -455,15 +352,10 @@ class RateLimiter:
         permit = _Permit(input_tokens=input_tokens, output_tokens=output_tokens)
         with self._cond:
             queued_at = self._clock.now()
-            while True:
-                now = self._clock.now()
-                wait = self._admission_wait(now, permit)
-                if wait == 0:
-                    break
+            while (wait := self._admission_wait(now := self._clock.now(), permit)) != 0:
                 self._clock.wait(self._cond, wait)
-            self._buckets["requests"].take(1)
-            self._buckets["input_tokens"].take(input_tokens)
-            self._buckets["output_tokens"].take(output_tokens)
+            for name, cost in (("requests", 1.0), ("input_tokens", input_tokens), ("output_tokens", output_tokens)):
+                self._buckets[name].take(cost)
             self._in_flight += 1
             counts = self._counts
             counts["calls"] += 1
@@ -472,15 +364,9 @@ class RateLimiter:
         return permit
 
     def _release(
-        self,
-        permit: _Permit,
-        headers: Mapping[str, str] | None,
-        *,
-        used_input: float,
-        used_output: float,
-        failure: AttemptError | None = None,
-        succeeded: bool = True,
-    ) -> None:
+        self, permit: _Permit, headers: Mapping[str, str] | None, *, used_input: float, used_output: float,
+        failure: AttemptError | None = None, ok: bool = True,
+    ) -> None:  # fmt: skip
         with self._cond:
             now = self._clock.now()
             self._in_flight -= 1
@@ -488,27 +374,19 @@ class RateLimiter:
             self._buckets["input_tokens"].settle(permit.input_tokens - used_input, now)
             if headers:
                 self._observe(headers, now)
-            counts = self._counts
             if failure is None:
-                counts["succeeded"] += 1 if succeeded else 0
-            elif failure.kind == "rate_limited":
-                counts["rate_limited"] += 1
+                self._counts["succeeded"] += ok
+            elif failure.kind in _FAILURE_COUNTERS:
+                self._counts[_FAILURE_COUNTERS[failure.kind]] += 1
+            if failure is not None and failure.kind == "rate_limited":
                 pause = min(failure.retry_after or 0.0, self._config.max_retry_wait_seconds)
                 self._paused_until = max(self._paused_until, now + pause)
                 self._buckets["requests"].clamp(0.0, now)
-            elif failure.kind == "overloaded":
-                counts["overloaded"] += 1
-            elif failure.kind == "transient":
-                counts["server_errors"] += 1
-            elif failure.kind == "connection":
-                counts["connection_errors"] += 1
             self._cond.notify_all()
 
     def _observe(self, headers: Mapping[str, str], now: float) -> None:
         """Adopt what the service reports: its limits (× ``share``) and what is left of them."""
         lowered = {k.lower(): v for k, v in headers.items() if k.lower().startswith(HEADER_PREFIX)}
-        if not lowered:
-            return
         wall = self._clock.wall()
         for name, word in HEADER_KINDS.items():
             bucket = self._buckets[name]
@@ -517,7 +395,6 @@ class RateLimiter:
             if limit:
                 bucket.refill(now)
                 bucket.header_limit = limit
-                bucket.refill(now)
             if remaining is None:
                 continue
             bucket.clamp(remaining, now)
@@ -527,19 +404,12 @@ class RateLimiter:
                 if reset_in is not None:
                     bucket.blocked_until = max(bucket.blocked_until, now + min(reset_in, self._config.max_retry_wait_seconds))
 
-    # -- retries -------------------------------------------------------------------------------
-
     def _backoff(self, failure: AttemptError, retries: int, config: RateLimitConfig) -> float:
-        """``retry-after`` (capped) plus full jitter over a window doubling with each retry.
-
-        The jitter is what spreads the calls rejected together: each waits a different time, so
-        they do not come back in the same instant and get rejected together again.
-        """
+        """``retry-after`` (capped) plus full jitter over a window doubling with each retry: calls
+        rejected together each wait a different time, so they do not come back together."""
         window = min(config.backoff_max_seconds, config.backoff_initial_seconds * 2 ** min(retries, 30))
         floor = min(failure.retry_after or 0.0, config.max_retry_wait_seconds)
         return floor + self._rng() * window
-
-    # -- inspection ----------------------------------------------------------------------------
 
     def _count(self, **increments: float) -> None:
         with self._cond:
@@ -548,13 +418,8 @@ class RateLimiter:
 
     def stats(self) -> LimiterStats:
         with self._cond:
-            now = self._clock.now()
-            rates = {}
-            for name, bucket in self._buckets.items():
-                bucket.refill(now)
-                rates[f"{name}_per_minute"] = bucket.per_minute
-            values = {**self._counts, "in_flight": self._in_flight, **rates}
-        return LimiterStats(**values)
+            rates = {f"{name}_per_minute": bucket.per_minute for name, bucket in self._buckets.items()}
+            return LimiterStats(**{**self._counts, "in_flight": self._in_flight, **rates})
 
 
 # -- one limiter per process and service account ----------------------------------------------
@@ -564,17 +429,12 @@ _LIMITERS_LOCK = threading.Lock()
 
 
 def shared_limiter(key: str, config: RateLimitConfig) -> RateLimiter:
-    """The process's limiter for ``key`` (the adapter's hash of account and endpoint), built on first use.
-
-    Every resource instance, run and thread using the same account in this process gets the
-    same limiter, so they share one budget; a different ``config`` for the same key replaces
-    the bounds (the last resource configured wins).
-    """
+    """The process's limiter for ``key`` (the adapter's hash of account and endpoint): every resource,
+    run and thread of the account shares one budget; a different ``config`` replaces the bounds."""
     with _LIMITERS_LOCK:
         limiter = _LIMITERS.get(key)
         if limiter is None:
             limiter = _LIMITERS[key] = RateLimiter(config)
-            return limiter
     if limiter.config != config:
         limiter.configure(config)
     return limiter
@@ -587,5 +447,4 @@ def _forget_limiters() -> None:
     _LIMITERS_LOCK = threading.Lock()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_limiters)
+os.register_at_fork(after_in_child=_forget_limiters)

@@ -91,6 +91,7 @@ FaultKind = Literal[
     "529",  # overloaded_error
     "500",  # api_error
     "401",  # authentication_error (not retried by the SDK)
+    "400",  # invalid_request_error (not retried)
     "timeout",  # answer only after sleep_seconds (longer than the client's timeout)
     "malformed",  # a tool call whose input is not the shape asked for
     "not_json",  # no tool call: prose that holds no JSON
@@ -432,8 +433,7 @@ class AnthropicFake:
         self._limit: RateLimit | None = None
         self._request_bucket: _TokenBucket | None = None
         self._output_bucket: _TokenBucket | None = None
-        if rate_limit is not None:
-            self.limit_rate(rate_limit)
+        self._initial_limit = rate_limit
         self.violations: list[str] = []
         self.responders: dict[str, Responder] = {
             "record_scenarios": self._scenario_responder,
@@ -451,6 +451,7 @@ class AnthropicFake:
         # One permanent handler for every path and method: the fake answers wrong ones itself,
         # in the service's error shape, and records them as violations.
         self._server.expect_request(re.compile(".*"), method=METHOD_ALL).respond_with_handler(self._handle)
+        self.limit_rate(self._initial_limit)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -787,6 +788,8 @@ class AnthropicFake:
             return 529, _error_body("overloaded_error", "Overloaded"), {}
         if fault is not None and fault.kind == "500":
             return 500, _error_body("api_error", "Internal server error"), {}
+        if fault is not None and fault.kind == "400":
+            return 400, _error_body("invalid_request_error", "messages: text content blocks must be non-empty"), {}
         if fault is not None and fault.kind == "401":
             return 401, _error_body("authentication_error", "invalid x-api-key"), {}
 
