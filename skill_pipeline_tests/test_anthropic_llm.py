@@ -122,7 +122,7 @@ class InFlightGate:
 
 
 def test_the_ten_difficulties_are_in_flight_together_within_the_bound(anthropic_fake):
-    # Long SDK timeouts and no SDK retries: a held request must never time out and be sent again.
+    # Long timeouts and no retries: a held request must never time out and be sent again.
     gate = InFlightGate(anthropic_fake, bound=10, total=10)
     make_llm(anthropic_fake, max_concurrency=10, timeout_seconds=60.0, max_retries=0).generate([SKILL])
     assert anthropic_fake.calls == 10
@@ -139,7 +139,7 @@ def test_the_ten_difficulties_are_in_flight_together_within_the_bound(anthropic_
 
 
 @pytest.mark.parametrize("kind", ["429", "529", "500"])
-def test_transient_errors_recover_through_sdk_retries(anthropic_fake, kind):
+def test_transient_errors_recover_through_the_limiters_retries(anthropic_fake, kind):
     anthropic_fake.inject(kind, difficulty=3, retry_after="1")
     generation = make_llm(anthropic_fake).generate([SKILL])[SKILL.id]
 
@@ -147,10 +147,10 @@ def test_transient_errors_recover_through_sdk_retries(anthropic_fake, kind):
     first, second = anthropic_fake.requests_for(3)
     assert (first.status, first.fault, first.retry_count) == (int(kind), kind, 0)
     assert (second.status, second.fault, second.retry_count) == (200, None, 1)
-    assert second.body == first.body  # the SDK repeated the call; generate did not re-ask
+    assert second.body == first.body  # the limiter repeated the call; generate did not re-ask
     assert generation.calls == 10 and anthropic_fake.calls == 11
     if kind == "429":
-        # retry-after: 1 was honoured (the SDK's own first backoff is at most 0.5 s).
+        # retry-after: 1 was honoured (the jitter adds to it, never takes from it).
         assert second.started - first.finished >= 0.9
 
 
@@ -174,7 +174,7 @@ def test_a_persistent_timeout_fails_naming_the_service_and_the_skill(anthropic_f
     message = str(info.value)
     assert "Anthropic" in message and SKILL.id in message
     assert "APITimeoutError" in message and "after 1 retries" in message
-    # Each call that failed was tried once and retried once by the SDK, never more.
+    # Each call that failed was tried once and retried once by the limiter, never more.
     per_difficulty = Counter(r.ask.difficulty for r in anthropic_fake.requests)
     assert max(per_difficulty.values()) == 2
     assert anthropic_fake.api_key not in all_texts_of_chain(info.value)
@@ -206,7 +206,7 @@ def test_a_bad_reply_is_asked_again_for_what_is_missing(anthropic_fake, kind):
 
     first, second = anthropic_fake.requests_for(4)
     assert first.fault == kind and second.fault is None
-    assert second.retry_count == 0  # a new call by generate, not an SDK retry
+    assert second.retry_count == 0  # a new call by generate, not a retry of the same call
     kept: list[str] = []
     if kind in ("truncated", "placeholder"):
         kept = [s["scenario"] for s in first.response["content"][0]["input"]["scenarios"]][:2]
