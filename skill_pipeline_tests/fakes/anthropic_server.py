@@ -22,7 +22,15 @@ next matching requests: rate limits, overload, server errors, timeouts, and repl
 malformed, truncated or filled with placeholder text.
 
 Requests are served concurrently (one thread per connection), with an optional fixed latency, so
-the same fake measures concurrency in the benchmarks.
+the same fake measures concurrency in the benchmarks; ``peak_in_flight`` and each request's arrival
+time (``RecordedRequest.started``) are recorded.
+
+Rate limits are enforced the way Anthropic enforces them (``limit_rate``): continuously refilled
+buckets of requests and output tokens per window, a request admitted against output tokens by its
+``max_tokens`` and settled to the real count when it is answered, a request over the limit answered
+429 ``rate_limit_error`` with an integer ``retry-after``, and ``anthropic-ratelimit-*`` headers
+(limit per minute, remaining, reset in RFC 3339) on every response to a valid request. Without a
+configured limit the headers report a budget too large to bind.
 """
 
 from __future__ import annotations
@@ -32,10 +40,12 @@ import itertools
 import json
 import re
 import threading
+import math
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 import pytest
@@ -81,6 +91,7 @@ FaultKind = Literal[
     "529",  # overloaded_error
     "500",  # api_error
     "401",  # authentication_error (not retried by the SDK)
+    "400",  # invalid_request_error (not retried)
     "timeout",  # answer only after sleep_seconds (longer than the client's timeout)
     "malformed",  # a tool call whose input is not the shape asked for
     "not_json",  # no tool call: prose that holds no JSON
@@ -139,6 +150,7 @@ class RecordedRequest:
     status: int = 0
     finished: float = 0.0
     response: dict[str, Any] | None = None
+    reserved_output: int = 0  # output tokens held against the rate limit until answered
 
     @property
     def retry_count(self) -> int:
@@ -360,15 +372,68 @@ class _QuickStopHTTPServer(HTTPServer):
         self.server.serve_forever(poll_interval=0.02)
 
 
+# What the headers report when no limit is set: far more than any test or benchmark sends.
+UNBOUNDED_REQUESTS_PER_MINUTE = 1_000_000
+UNBOUNDED_TOKENS_PER_MINUTE = 1_000_000_000
+
+
+class _TokenBucket:
+    """A budget of ``capacity`` per ``window_seconds``, refilled continuously (Anthropic's model)."""
+
+    def __init__(self, capacity: float, window_seconds: float) -> None:
+        self.capacity, self.window_seconds = float(capacity), float(window_seconds)
+        self.level, self.updated = float(capacity), time.monotonic()
+
+    @property
+    def per_second(self) -> float:
+        return self.capacity / self.window_seconds
+
+    def refill(self, now: float) -> None:
+        self.level = min(self.capacity, self.level + (now - self.updated) * self.per_second)
+        self.updated = now
+
+    def seconds_until(self, amount: float) -> float:
+        return max(0.0, (min(amount, self.capacity) - self.level) / self.per_second)
+
+    def headers(self, word: str, now: float, wall: float) -> dict[str, str]:
+        full_at = wall + (self.capacity - self.level) / self.per_second
+        return {
+            f"anthropic-ratelimit-{word}-limit": str(int(self.capacity * 60 / self.window_seconds)),
+            f"anthropic-ratelimit-{word}-remaining": str(max(0, int(self.level))),
+            f"anthropic-ratelimit-{word}-reset": _rfc3339(full_at),
+        }
+
+
+def _rfc3339(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """``requests`` and (optionally) ``output_tokens`` per ``window_seconds``, as continuously refilled buckets."""
+
+    requests: int
+    window_seconds: float = 60.0
+    output_tokens: int | None = None
+
+
 class AnthropicFake:
     """The fake service. Use it as a context manager, or through the ``anthropic_fake`` fixture.
 
     ``api_key`` is what it expects after ``Bearer``; ``url`` is the ``base_url`` to give the SDK.
     """
 
-    def __init__(self, *, api_key: str | None = None, latency_seconds: float = 0.0) -> None:
+    def __init__(
+        self, *, api_key: str | None = None, latency_seconds: float = 0.0, rate_limit: RateLimit | None = None
+    ) -> None:
         self.api_key = api_key or f"sk-ant-test-{uuid.uuid4().hex}"
         self.latency_seconds = latency_seconds
+        self.peak_in_flight = 0
+        self._in_flight = 0
+        self._limit: RateLimit | None = None
+        self._request_bucket: _TokenBucket | None = None
+        self._output_bucket: _TokenBucket | None = None
+        self._initial_limit = rate_limit
         self.violations: list[str] = []
         self.responders: dict[str, Responder] = {
             "record_scenarios": self._scenario_responder,
@@ -386,6 +451,7 @@ class AnthropicFake:
         # One permanent handler for every path and method: the fake answers wrong ones itself,
         # in the service's error shape, and records them as violations.
         self._server.expect_request(re.compile(".*"), method=METHOD_ALL).respond_with_handler(self._handle)
+        self.limit_rate(self._initial_limit)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -424,6 +490,22 @@ class AnthropicFake:
         with self._lock:
             self._faults.append(fault)
         return fault
+
+    def limit_rate(self, limit: RateLimit | None) -> None:
+        """Enforce ``limit`` from now on (None: no limit); the buckets start full."""
+        with self._lock:
+            self._limit = limit
+            self._request_bucket = _TokenBucket(limit.requests, limit.window_seconds) if limit else None
+            self._output_bucket = (
+                _TokenBucket(limit.output_tokens, limit.window_seconds) if limit and limit.output_tokens else None
+            )
+
+    def arrival_times(self) -> list[float]:
+        """When each request arrived (``time.monotonic``), in order of arrival."""
+        return sorted(r.started for r in self.requests)
+
+    def rejected_by_limit(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.fault == "rate_limit"]
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -494,13 +576,20 @@ class AnthropicFake:
         with self._lock:
             record.index = len(self._requests)
             self._requests.append(record)
+            self._in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
         try:
-            status, payload, headers = self._answer(request, body, record)
-        except _Reject as reject:
+            try:
+                status, payload, headers = self._answer(request, body, record)
+            except _Reject as reject:
+                with self._lock:
+                    self.violations.append(f"request #{record.index} {request.method} {record.path}: {reject.message}")
+                status, payload, headers = reject.status, _error_body(reject.error_type, reject.message), reject.headers
+            record.status, record.response, record.finished = status, payload, time.monotonic()
+        finally:
             with self._lock:
-                self.violations.append(f"request #{record.index} {request.method} {record.path}: {reject.message}")
-            status, payload, headers = reject.status, _error_body(reject.error_type, reject.message), reject.headers
-        record.status, record.response, record.finished = status, payload, time.monotonic()
+                self._in_flight -= 1
+                self._settle(record)
         headers = {"content-type": "application/json", "request-id": f"req_{uuid.uuid4().hex[:24]}", **headers}
         return Response(json.dumps(payload), status=status, headers=headers)
 
@@ -619,6 +708,69 @@ class AnthropicFake:
 
     def _answer(self, request: Request, body: Any, record: RecordedRequest) -> tuple[int, dict[str, Any], dict[str, str]]:
         self._validate(request, body)
+        record.ask = parse_scenario_prompt("\n".join(self._user_texts(body["messages"])))
+        rejection, limit_headers = self._admit(body, record)
+        if rejection is not None:
+            return 429, rejection, limit_headers
+        status, payload, headers = self._answer_admitted(body, record)
+        return status, payload, {**limit_headers, **headers}
+
+    def _admit(self, body: dict[str, Any], record: RecordedRequest) -> tuple[dict[str, Any] | None, dict[str, str]]:
+        """Take one request and ``max_tokens`` output tokens from the buckets, or say how long to wait.
+
+        A rejected request takes nothing. The headers describe the buckets after the decision.
+        """
+        with self._lock:
+            now, wall = time.monotonic(), time.time()
+            requests, output, limit = self._request_bucket, self._output_bucket, self._limit
+            if requests is None or limit is None:
+                return None, self._unbounded_headers(wall)
+            requests.refill(now)
+            wait = requests.seconds_until(1)
+            which = f"{int(requests.capacity)} requests per {limit.window_seconds:g} s"
+            if output is not None:
+                output.refill(now)
+                output_wait = output.seconds_until(body["max_tokens"])
+                if output_wait > wait:
+                    wait, which = output_wait, f"{int(output.capacity)} output tokens per {limit.window_seconds:g} s"
+            if wait <= 0:
+                requests.level -= 1
+                if output is not None:
+                    output.level -= body["max_tokens"]
+                    record.reserved_output = body["max_tokens"]
+            headers = requests.headers("requests", now, wall)
+            headers.update(
+                output.headers("output-tokens", now, wall)
+                if output is not None
+                else self._unbounded_headers(wall, words=("output-tokens",))
+            )
+            headers.update(self._unbounded_headers(wall, words=("input-tokens",)))
+            if wait <= 0:
+                return None, headers
+            record.fault = "rate_limit"
+            headers["retry-after"] = str(max(1, math.ceil(wait)))
+            message = f"This request would exceed your organization's rate limit of {which}. Please retry later."
+            return _error_body("rate_limit_error", message), headers
+
+    def _settle(self, record: RecordedRequest) -> None:
+        """Correct the output-token reservation to the real count once answered (called under the lock)."""
+        if record.reserved_output and self._output_bucket is not None:
+            self._output_bucket.refill(time.monotonic())
+            used = record.usage["output_tokens"]
+            self._output_bucket.level = min(self._output_bucket.capacity, self._output_bucket.level + record.reserved_output - used)
+            record.reserved_output = 0
+
+    @staticmethod
+    def _unbounded_headers(wall: float, words: tuple[str, ...] = ("requests", "input-tokens", "output-tokens")) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        for word in words:
+            limit = UNBOUNDED_REQUESTS_PER_MINUTE if word == "requests" else UNBOUNDED_TOKENS_PER_MINUTE
+            headers[f"anthropic-ratelimit-{word}-limit"] = str(limit)
+            headers[f"anthropic-ratelimit-{word}-remaining"] = str(limit)
+            headers[f"anthropic-ratelimit-{word}-reset"] = _rfc3339(wall)
+        return headers
+
+    def _answer_admitted(self, body: dict[str, Any], record: RecordedRequest) -> tuple[int, dict[str, Any], dict[str, str]]:
         prompt = "\n".join(self._user_texts(body["messages"]))
         record.ask = parse_scenario_prompt(prompt)
         fault = self._take_fault(record.ask, self._forced_tool(body))
@@ -629,16 +781,15 @@ class AnthropicFake:
             self._stopping.wait(self.latency_seconds)
 
         if fault is not None and fault.kind == "429":
-            headers = {
-                "retry-after": fault.retry_after,
-                "anthropic-ratelimit-requests-limit": "50",
-                "anthropic-ratelimit-requests-remaining": "0",
-            }
-            return 429, _error_body("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit"), headers
+            # A scripted 429 stands for another client of the organisation having used the budget.
+            headers = {"retry-after": fault.retry_after, "anthropic-ratelimit-requests-remaining": "0"}
+            return 429, _error_body("rate_limit_error", "Number of requests has exceeded your per-minute rate limit"), headers
         if fault is not None and fault.kind == "529":
             return 529, _error_body("overloaded_error", "Overloaded"), {}
         if fault is not None and fault.kind == "500":
             return 500, _error_body("api_error", "Internal server error"), {}
+        if fault is not None and fault.kind == "400":
+            return 400, _error_body("invalid_request_error", "messages: text content blocks must be non-empty"), {}
         if fault is not None and fault.kind == "401":
             return 401, _error_body("authentication_error", "invalid x-api-key"), {}
 
