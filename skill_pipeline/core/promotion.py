@@ -35,115 +35,57 @@ keep the first row and reject it. No user key or per-answer value reaches the ou
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field, ValidationError
 
 from skill_pipeline.core import item_stats
+from skill_pipeline.core.candidates import (  # noqa: F401 - re-exported: the frame's API
+    CANDIDATE_COLUMNS,
+    PromotionSummary,
+    _require_columns,
+    candidates_from_frame,
+    judge_contract_verdict,
+    rejection_table,
+    summarise,
+)
+from skill_pipeline.core.promotion_reasons import *  # noqa: F403 - the vocabulary, re-exported
+from skill_pipeline.core.promotion_reasons import (
+    CALIBRATED_WITHOUT_LABEL,
+    CALIBRATION_CONFIRMED,
+    CALIBRATION_MOVED,
+    HYGIENE_EXCLUSIONS,
+    NO_USER_KEYS,
+    NOT_CALIBRATED_PREFIX,
+    REASON_INVALID_JUDGE_SCORE,
+    REASON_LOW_CORRECT_RATE,
+    REASON_LOW_DISCRIMINATION,
+    REASON_LOW_JUDGE_SCORE,
+    REASON_NO_JUDGE_SCORE,
+    REASON_NO_USER_KEYS,
+    REASON_NO_VALID_ANSWERS,
+    REASON_NO_VARIATION,
+    REASON_NOT_CALIBRATED,
+    REASON_SEPARATOR,
+    REASON_SLOW_RESPONSES,
+    REASON_TOO_FEW_ANSWERS,
+    REASON_TOO_FEW_USERS,
+    REJECTION_REASONS,
+)
 from skill_pipeline.core.response_time import (  # noqa: F401 - the per-answer score, re-exported
     as_float_array,
     expected_response_seconds,
     response_time_score,
 )
-from skill_pipeline.models import Candidate, GoldStandardCriteria
+from skill_pipeline.models import GoldStandardCriteria
 
-CANDIDATE_COLUMNS: tuple[str, ...] = tuple(Candidate.model_fields)
 CHALLENGE_INPUT_COLUMNS: tuple[str, ...] = ("id", "difficulty", "question", "options_json", "correct_option", "explanation")
 ANSWER_INPUT_COLUMNS: tuple[str, ...] = ("challenge_id", "is_correct", "response_time", "confidence")
 MIN_CONFIDENCE, MAX_CONFIDENCE = 1.0, 5.0
 THRESHOLD_TOLERANCE = 1e-9  # float noise must not flip a verdict that is mathematically on the threshold
 LABEL_TOLERANCE = 1  # a calibrated level within label ± 1 confirms the label (the issue's rule)
-
-# Row reasons (the same strings as core.validation's check names).
-REASON_MISSING_ID = "missing challenge id"
-REASON_DUPLICATE_ID = "duplicate challenge id"
-REASON_INVALID_DIFFICULTY = "invalid difficulty"
-REASON_EMPTY_QUESTION = "empty question"
-REASON_INVALID_OPTIONS = "invalid options"
-REASON_INVALID_CORRECT_OPTION = "invalid correct option"
-# Evidence reasons.
-REASON_NO_VALID_ANSWERS = "no valid answers"
-REASON_TOO_FEW_ANSWERS = "too few answers"
-REASON_LOW_CORRECT_RATE = "correct rate lower bound below minimum"
-REASON_SLOW_RESPONSES = "response time score below minimum"
-REASON_LOW_DISCRIMINATION = "discrimination below minimum"
-REASON_NO_USER_KEYS = "no discrimination (no user keys)"
-REASON_TOO_FEW_USERS = "no discrimination (too few users)"
-REASON_NO_VARIATION = "no discrimination (no variation)"
-REASON_NOT_CALIBRATED = "not calibrated"
-REASON_NO_JUDGE_SCORE = "no judge score"
-REASON_INVALID_JUDGE_SCORE = "judge score outside 0-1"
-REASON_LOW_JUDGE_SCORE = "judge score below minimum"
-
-REJECTION_REASONS: tuple[str, ...] = (
-    REASON_MISSING_ID,
-    REASON_DUPLICATE_ID,
-    REASON_INVALID_DIFFICULTY,
-    REASON_EMPTY_QUESTION,
-    REASON_INVALID_OPTIONS,
-    REASON_INVALID_CORRECT_OPTION,
-    REASON_NO_VALID_ANSWERS,
-    REASON_TOO_FEW_ANSWERS,
-    REASON_LOW_CORRECT_RATE,
-    REASON_SLOW_RESPONSES,
-    REASON_LOW_DISCRIMINATION,
-    REASON_NO_USER_KEYS,
-    REASON_TOO_FEW_USERS,
-    REASON_NO_VARIATION,
-    REASON_NOT_CALIBRATED,
-    REASON_NO_JUDGE_SCORE,
-    REASON_INVALID_JUDGE_SCORE,
-    REASON_LOW_JUDGE_SCORE,
-)
-INVALID_ROW_REASONS: frozenset[str] = frozenset(REJECTION_REASONS[:6])
-REASON_SEPARATOR = "; "
-
-ANSWER_MISSING_IS_CORRECT = "missing is_correct"
-ANSWER_MISSING_RESPONSE_TIME = "missing response time"
-ANSWER_NEGATIVE_RESPONSE_TIME = "negative response time"
-ANSWER_INVALID_CONFIDENCE = "confidence outside 1-5"
-ANSWER_REJECTION_REASONS: tuple[str, ...] = (
-    ANSWER_MISSING_IS_CORRECT,
-    ANSWER_MISSING_RESPONSE_TIME,
-    ANSWER_NEGATIVE_RESPONSE_TIME,
-    ANSWER_INVALID_CONFIDENCE,
-)
-HYGIENE_EXCLUSIONS: tuple[str, ...] = (item_stats.REASON_RAPID_GUESS, item_stats.REASON_IDLE)
-
-# calibration_status values (a "not calibrated: <reason>" carries calibration's reason).
-CALIBRATION_CONFIRMED = "confirmed"
-CALIBRATION_MOVED = "moved to calibrated level"
-CALIBRATED_WITHOUT_LABEL = "calibrated; no valid written label"
-NOT_CALIBRATED_PREFIX = "not calibrated: "
-NO_USER_KEYS = "no user keys"
-
-
-class PromotionSummary(BaseModel):
-    """Counts for the asset's metadata.
-
-    Answers partition as ``answers_read = valid + answers_invalid + answers_excluded +
-    answers_unmatched``. ``rejected_by_reason`` holds every reason of ``REJECTION_REASONS`` (zeros
-    included, so the metadata has the same keys every run); a challenge failing several rules
-    counts under each.
-    """
-
-    challenges_read: int = Field(ge=0, description="challenge rows read (before de-duplicating ids)")
-    answers_read: int = Field(ge=0)
-    answers_invalid: int = Field(ge=0, description="malformed answers of known challenges")
-    answers_excluded: int = Field(default=0, ge=0, description="well-formed answers that are rapid guesses or idle")
-    answers_unmatched: int = Field(default=0, ge=0, description="answers of challenges not in the frame")
-    answers_invalid_by_reason: dict[str, int] = Field(default_factory=dict)
-    answers_excluded_by_reason: dict[str, int] = Field(default_factory=dict)
-    candidates: int = Field(ge=0, description="rows of the candidates frame (distinct challenge ids)")
-    eligible: int = Field(ge=0)
-    rejected: int = Field(ge=0)
-    rejected_by_reason: dict[str, int]
-    calibration_by_status: dict[str, int] = Field(default_factory=dict)
-    discrimination_by_status: dict[str, int] = Field(default_factory=dict)
 
 
 def confidence_score(confidence: Any) -> Any:
@@ -155,22 +97,6 @@ def confidence_score(confidence: Any) -> Any:
     if isinstance(confidence, pd.Series):
         return pd.Series(normalised, index=confidence.index, dtype=float)
     return float(normalised.reshape(-1)[0]) if np.ndim(confidence) == 0 else normalised
-
-
-def _require_columns(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
-    """A missing column is a broken store, not a bad row: fail loudly, naming the columns."""
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{what} frame lacks columns {missing}; it has {list(frame.columns)}")
-
-
-def _is_missing(value: Any) -> bool:
-    if value is None:
-        return True
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):  # lists, arrays: not a missing scalar
-        return False
 
 
 def _options_for_display(value: Any, parse: Any) -> list[str]:
@@ -287,7 +213,7 @@ def _calibration(table: pd.DataFrame, ans: _Answers, criteria: GoldStandardCrite
     fitted = calibrate(table.rename(columns={"challenge_id": "id"}), keyed, params)
     fitted = fitted.set_index("challenge_id").reindex(table["challenge_id"])
     level = fitted["calibrated_level"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
-    inside = within_label(table["difficulty"].reset_index(drop=True), pd.Series(level))
+    inside = within_label(table["difficulty"].reset_index(drop=True), pd.Series(level), LABEL_TOLERANCE)
     status = np.select(
         [np.isnan(level), inside.isna().to_numpy(dtype=bool), inside.fillna(False).to_numpy(dtype=bool)],
         [NOT_CALIBRATED_PREFIX + fitted["reason"].fillna("").astype(str).to_numpy(dtype=object),
@@ -414,106 +340,3 @@ def score_candidates(
     return frame, summary
 
 
-def summarise(
-    candidates: pd.DataFrame,
-    answers_read: int,
-    answers_invalid: int,
-    *,
-    challenges_read: int | None = None,
-    answers_unmatched: int = 0,
-    answers_invalid_by_reason: Mapping[str, int] | None = None,
-    answers_excluded_by_reason: Mapping[str, int] | None = None,
-) -> PromotionSummary:
-    """Counts of a candidates frame (as returned by ``score_candidates`` or read back from storage).
-
-    ``challenges_read`` defaults to the number of rows; reasons and statuses are counted from the
-    frame's columns, so a frame read back gives the same counts as the run that wrote it.
-    """
-    _require_columns(candidates, ("eligible", "reason"), "candidates")
-    eligible = candidates["eligible"].astype(bool)
-    tokens = candidates.loc[~eligible, "reason"].astype(str).str.split(REASON_SEPARATOR).explode()
-    counted = tokens[tokens != ""].value_counts()
-    by_reason = {name: int(counted.get(name, 0)) for name in REJECTION_REASONS}
-    for name, count in counted.items():  # a reason from a newer vocabulary still shows up
-        by_reason.setdefault(str(name), int(count))
-
-    def statuses(column: str) -> dict[str, int]:
-        if column not in candidates.columns:
-            return {}
-        return {str(k): int(v) for k, v in candidates[column].astype(str).value_counts().sort_index().items()}
-
-    excluded = dict(answers_excluded_by_reason or {})
-    return PromotionSummary(
-        challenges_read=len(candidates) if challenges_read is None else challenges_read,
-        answers_read=answers_read,
-        answers_invalid=answers_invalid,
-        answers_excluded=sum(excluded.values()),
-        answers_unmatched=answers_unmatched,
-        answers_invalid_by_reason=dict(answers_invalid_by_reason or {}),
-        answers_excluded_by_reason=excluded,
-        candidates=len(candidates),
-        eligible=int(eligible.sum()),
-        rejected=int((~eligible).sum()),
-        rejected_by_reason=by_reason,
-        calibration_by_status=statuses("calibration_status"),
-        discrimination_by_status=statuses("discrimination_status"),
-    )
-
-
-REJECTION_TABLE_COLUMNS: tuple[str, ...] = (
-    "challenge_id", "difficulty", "written_difficulty", "n_valid", "correct_rate", "wilson_low",
-    "response_time_score", "discrimination", "calibrated_level", "judge_composite_score", "reason",
-)
-
-
-def rejection_table(candidates: pd.DataFrame, max_rows: int = 50) -> pd.DataFrame:
-    """The rejected challenges with their figures and every reason, most answered first, capped."""
-    rejected = candidates.loc[~candidates["eligible"].astype(bool), list(REJECTION_TABLE_COLUMNS)]
-    rejected = rejected.sort_values(["n_valid", "challenge_id"], ascending=[False, True], kind="stable")
-    return rejected.head(max_rows).round(3).reset_index(drop=True)
-
-
-def _plain(value: Any) -> Any:
-    """numpy / pandas scalars to Python, NaN and NA to None, arrays to lists."""
-    if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if _is_missing(value):
-        return None
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
-
-
-def candidates_from_frame(frame: pd.DataFrame, *, eligible_only: bool = False) -> list[Candidate]:
-    """The frame's rows as ``Candidate`` models (NaN -> None), in the frame's order.
-
-    A rejected row that cannot be a ``Candidate`` at all (e.g. difficulty 0 or "hard", a
-    correct option that is not an integer) is left out: it is already counted with its reason in
-    the frame and the summary, and it could never be promoted. An ELIGIBLE row that does not fit
-    the model is a bug and raises ``ValueError`` naming the challenge. Columns a frame written by
-    an older run lacks take ``Candidate``'s defaults.
-    """
-    _require_columns(frame, CANDIDATE_COLUMNS[:6] + ("eligible", "reason"), "candidates")
-    result: list[Candidate] = []
-    present = [c for c in CANDIDATE_COLUMNS if c in frame.columns]
-    for record in frame[present].to_dict("records"):
-        row = {key: _plain(value) for key, value in record.items()}
-        eligible = bool(row["eligible"])
-        if eligible_only and not eligible:
-            continue
-        if row["options"] is None:
-            row["options"] = []
-        try:
-            result.append(Candidate.model_validate(row))
-        except ValidationError as exc:
-            if eligible:
-                error = exc.errors()[0]
-                raise ValueError(
-                    f"eligible challenge {row['challenge_id']!r} is not a valid Candidate: "
-                    f"{'.'.join(map(str, error['loc']))}: {error['msg']}"
-                ) from exc
-    return result

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from skill_pipeline.core.promotion import (  # promotion's vocabulary; it imports this module lazily
+from skill_pipeline.core.promotion_reasons import (
     ANSWER_INVALID_CONFIDENCE,
     ANSWER_MISSING_IS_CORRECT,
     ANSWER_MISSING_RESPONSE_TIME,
