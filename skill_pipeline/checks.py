@@ -12,8 +12,10 @@ from pydantic import Field
 from skill_pipeline.assets.dataset import skill_dataset
 from skill_pipeline.assets.evaluation import prompt_experiment
 from skill_pipeline.assets.generation import frame_to_scenarios, synthetic_scenarios
+from skill_pipeline.assets.promotion import gold_standard_candidates
 from skill_pipeline.core import audit
 from skill_pipeline.core.experiment import regression_verdict
+from skill_pipeline.core.promotion import judge_contract_verdict
 from skill_pipeline.models import DIFFICULTY_LEVELS, SCENARIOS_PER_DIFFICULTY, dataset_name, find_placeholder
 from skill_pipeline.partitions import skills_partitions
 from skill_pipeline.resources.dataset_store import DatasetStore
@@ -133,3 +135,27 @@ def prompt_experiment_regression(
     if previous is not None:
         metadata["previous_mean"] = previous
     return dg.AssetCheckResult(passed=passed, metadata=metadata)
+
+
+@dg.asset_check(
+    asset=gold_standard_candidates,
+    partitions_def=skills_partitions,
+    description="The judge-score contract holds: when challenges of the skill have valid answers, at least one "
+    "has a judge score (traces in the Opik project with metadata.challenge_id and the feedback score named by "
+    "judge_score_name). None at all means a misconfigured project or score name, or a judge that is not running.",
+)
+def judge_scores_present(
+    gold_standard_candidates: pd.DataFrame, dataset_store: DatasetStore
+) -> dg.AssetCheckResult:
+    # WARN, not ERROR: a new skill whose challenges the app's judge has not scored yet is not broken
+    # data, and nothing unscored can be promoted ("no judge score" is a rejection), so the harm is a
+    # skill starved of promotions. The failed check makes that visible on every skill at once when
+    # the project or score name is wrong, which is what must not pass silently.
+    passed, detail = judge_contract_verdict(
+        gold_standard_candidates,
+        project=getattr(dataset_store, "project_name", None) or f"the {dataset_store.backend} dataset store",
+        score_name=dataset_store.judge_score_name,
+    )
+    return dg.AssetCheckResult(
+        passed=passed, severity=dg.AssetCheckSeverity.WARN, metadata={"detail": detail}
+    )

@@ -22,7 +22,12 @@ from skill_pipeline.assets.dataset import skill_dataset
 from skill_pipeline.assets.generation import synthetic_scenarios
 from skill_pipeline.assets.evaluation import prompt_experiment
 from skill_pipeline.assets.promotion import gold_standard_candidates
-from skill_pipeline.checks import prompt_experiment_regression, skill_dataset_checks, synthetic_scenarios_are_complete
+from skill_pipeline.checks import (
+    judge_scores_present,
+    prompt_experiment_regression,
+    skill_dataset_checks,
+    synthetic_scenarios_are_complete,
+)
 from skill_pipeline.jobs import experiment_job, promotion_job, skill_dataset_job
 from skill_pipeline.resources import local_home
 from skill_pipeline.schedules import experiment_schedule, promotion_schedule
@@ -82,7 +87,9 @@ def build_resources(env: Mapping[str, str] | None = None) -> dict[str, dg.Config
 def build_definitions(env: Mapping[str, str] | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=[synthetic_scenarios, gold_standard_candidates, skill_dataset, prompt_experiment],
-        asset_checks=[synthetic_scenarios_are_complete, skill_dataset_checks, prompt_experiment_regression],
+        asset_checks=[
+            synthetic_scenarios_are_complete, skill_dataset_checks, judge_scores_present, prompt_experiment_regression
+        ],
         jobs=[skill_dataset_job, promotion_job, experiment_job],
         sensors=[skill_sensor],
         schedules=[promotion_schedule, experiment_schedule],

@@ -144,28 +144,81 @@ class GoldStandardCriteria(BaseModel):
     """When a real-world challenge is good enough to replace a synthetic scenario.
 
     Seed defaults: response-time score ≥ 0.6, judge score ≥ 0.7, correct answer required. The seed
-    read "correct" from one answer; here it is a correct rate over all answers, with a minimum
-    number of answers so that one lucky user does not promote a challenge. This is the one
-    declaration of the criteria: the launchpad's config class inherits these fields, so the
-    descriptions and bounds shown there are these.
+    read "correct" from one answer; here every rule reads the evidence of all VALID answers (answer
+    hygiene first: rapid guesses and idle answers are not measurements), a proportion is judged by
+    the lower bound of its Wilson interval, and the answers' discrimination and calibrated
+    difficulty are checked where user keys make them computable. This is the one declaration of
+    the criteria: the launchpad's config class inherits these fields, so the descriptions and
+    bounds shown there are these. Times are in MILLISECONDS, like the app's ``response_time``.
     """
 
     min_response_time_score: float = Field(
         default=0.6, ge=0, le=1,
-        description="Minimum median response-time score (0–1; 1 = answered within the expected time for the difficulty).",
+        description="Minimum median response-time score (0–1) over the CORRECT valid answers; 1 = answered within "
+        "the expected time for the difficulty (10 s + (difficulty − 1) × 5.5 s), 0 = three times it or slower.",
     )
     min_judge_score: float = Field(
         default=0.7, ge=0, le=1,
         description="Minimum LLM-judge composite score (0–1) from the challenge's Opik feedback scores.",
     )
     require_correct_answer: bool = Field(
-        default=True, description="Apply min_correct_rate (the seed's 'correct answer required', read over all answers)."
+        default=True,
+        description="Apply min_correct_rate_lower_bound (the seed's 'correct answer required', read over all valid answers).",
     )
-    min_correct_rate: float = Field(
-        default=0.5, ge=0, le=1, description="Minimum share of correct answers (0–1) when require_correct_answer is on."
+    min_correct_rate_lower_bound: float = Field(
+        default=0.5, ge=0, le=1,
+        description="Minimum LOWER bound (0–1) of the Wilson interval of the correct rate at correct_rate_confidence: "
+        "5 correct of 10 is 0.50 but its 95% bound is 0.24, so it fails 0.5; 16 of 20 (bound 0.58) passes.",
+    )
+    correct_rate_confidence: float = Field(
+        default=0.95, ge=0.5, le=0.999, description="Confidence level (0.5–0.999) of the correct rate's Wilson interval."
     )
     min_answers: int = Field(
-        default=3, ge=1, le=100_000, description="Minimum number of valid answers before a challenge can be promoted."
+        default=10, ge=1, le=100_000,
+        description="Minimum number of valid answers (after answer hygiene) before a challenge can be promoted.",
+    )
+    min_discrimination: float = Field(
+        default=0.2, ge=-1, le=1,
+        description="Minimum corrected item–total (point-biserial) correlation of correctness with the user's score "
+        "on the rest of the skill (−1–1; ≥ 0.30 good, 0.20–0.29 fair, < 0.20 revise, negative: check the key). "
+        "Applied where it is computable (user keys, ≥ 20 users with a rest score).",
+    )
+    require_discrimination: bool = Field(
+        default=False,
+        description="Reject a challenge whose discrimination cannot be computed (no user keys in the answers, too few "
+        "users, or no variation). Off: the reason is shown in discrimination_status only. Turn on once the skill "
+        "store supplies user keys.",
+    )
+    min_answers_for_calibration: int = Field(
+        default=30, ge=5, le=100_000,
+        description="Fewest valid answers with a user key for a calibrated difficulty (Rasch model per skill, "
+        "anchored to the written labels); fewer: 'not calibrated', never a guess.",
+    )
+    require_calibration: bool = Field(
+        default=False,
+        description="Reject a challenge that could not be calibrated. Off: it keeps its written difficulty, with the "
+        "reason in calibration_status. A calibrated level outside the written label ± 1 always takes the slot "
+        "of its calibrated level.",
+    )
+    rapid_guess_fraction: float = Field(
+        default=0.1, ge=0, le=1,
+        description="An answer faster than this fraction (0–1) of the expected time (10 s + (difficulty − 1) × 5.5 s, "
+        "compared in milliseconds) is a rapid guess and not a measurement; 0 switches the rule off.",
+    )
+    rapid_guess_floor_ms: float = Field(
+        default=1000.0, ge=0, le=60_000,
+        description="An answer faster than this many MILLISECONDS (0–60000) is a rapid guess whatever the difficulty; "
+        "0 switches the floor off.",
+    )
+    idle_multiple: float = Field(
+        default=10.0, gt=1, le=1000,
+        description="An answer slower than this multiple (1–1000) of the expected time is idle (the user left the "
+        "question open) and not a measurement.",
+    )
+    idle_cap_ms: float = Field(
+        default=300_000.0, ge=1000, le=86_400_000,
+        description="An answer slower than this many MILLISECONDS (1000–86400000; default 300000 ms = 5 minutes) is "
+        "idle whatever the difficulty.",
     )
 
 
@@ -231,20 +284,32 @@ class Candidate(BaseModel):
     options: list[str]
     correct_option: int
     explanation: str = ""
-    answer_count: int = 0
-    correct_rate: float = 0.0
-    response_time_score: float = 0.0
+    answer_count: int = Field(default=0, description="answers read for the challenge, valid or not")
+    correct_rate: float = Field(default=0.0, description="point estimate over the valid answers")
+    response_time_score: float = Field(default=0.0, description="median score of the correct valid answers")
     user_confidence: float | None = None
     judge_composite_score: float | None = None
+    written_difficulty: int | None = Field(default=None, description="the label; `difficulty` is the slot")
+    n_valid: int = Field(default=0, description="answers that are measurements (after hygiene)")
+    n_invalid: int = Field(default=0, description="malformed answers (missing correctness or time, bad confidence)")
+    n_rapid_guess: int = 0
+    n_idle: int = 0
+    wilson_low: float | None = None
+    wilson_high: float | None = None
+    discrimination: float | None = None
+    discrimination_status: str = ""
+    calibrated_level: int | None = None
+    calibration_status: str = ""
     eligible: bool = False
     reason: str = ""
 
     def ranking_key(self) -> tuple:
-        """Best first: judge score, then response-time score, correct rate, answers; id breaks ties."""
+        """Best first: judge score, then response-time score, the correct rate's lower bound (the point
+        estimate where there is none), valid answers; id breaks ties."""
         return (
             -(self.judge_composite_score or 0.0),
             -self.response_time_score,
-            -self.correct_rate,
-            -self.answer_count,
+            -(self.wilson_low if self.wilson_low is not None else self.correct_rate),
+            -(self.n_valid or self.answer_count),
             self.challenge_id,
         )

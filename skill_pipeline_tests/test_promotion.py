@@ -1,7 +1,9 @@
 """Promotion core: every rule with a hand-computed expectation.
 
 Expected response time at difficulty d is 10 + (d - 1) * 5.5 seconds; past it the score falls by
-0.5 per multiple of the expected time (ratio 1.5 -> 0.75, ratio 3 -> 0.0).
+0.5 per multiple of the expected time (ratio 1.5 -> 0.75, ratio 3 -> 0.0). The response-time score
+of a challenge is the median over its CORRECT valid answers. Wilson 95% bounds by hand
+(z = 1.96): 5/10 -> 0.2366, 16/20 -> 0.5840, 10/10 -> 0.7225, 3/5 -> 0.2307.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from statsmodels.stats.proportion import proportion_confint
 
 from skill_pipeline.core.promotion import (
     ANSWER_INVALID_CONFIDENCE,
@@ -38,15 +41,17 @@ from skill_pipeline.core.promotion import (
     candidates_from_frame,
     confidence_score,
     expected_response_seconds,
-    parse_options,
     response_time_score,
     score_candidates,
     summarise,
 )
+from skill_pipeline.core.validation import parse_options
 from skill_pipeline.models import Candidate, GoldStandardCriteria
 
 OPTIONS = ["Paris", "London", "Berlin", "Madrid"]
-CRITERIA = GoldStandardCriteria()  # rt >= 0.6, judge >= 0.7, correct rate >= 0.5, >= 3 answers
+CRITERIA = GoldStandardCriteria()  # rt >= 0.6, judge >= 0.7, Wilson low >= 0.5, >= 10 valid answers
+# Only the rule under test: aggregation tests on a handful of answers.
+LENIENT = GoldStandardCriteria(min_answers=1, require_correct_answer=False)
 
 
 def challenge(cid: str, **overrides: Any) -> dict[str, Any]:
@@ -67,7 +72,7 @@ def answer(cid: str, correct: Any = True, ms: Any = 5_000, confidence: Any = 4) 
     return {"challenge_id": cid, "is_correct": correct, "response_time": ms, "confidence": confidence}
 
 
-def good_answers(cid: str, n: int = 3) -> list[dict[str, Any]]:
+def good_answers(cid: str, n: int = 10) -> list[dict[str, Any]]:
     return [answer(cid) for _ in range(n)]
 
 
@@ -156,10 +161,12 @@ def test_aggregates_over_all_answers():
         answer("c1", True, 20_000, 5),
         answer("c1", False, 30_000, None),
     ]
-    frame, summary = score([challenge("c1")], answers)
+    frame, summary = score([challenge("c1")], answers, criteria=LENIENT)
     row = row_of(frame, "c1")
-    assert row["answer_count"] == 5
+    assert row["answer_count"] == row["n_valid"] == 5
     assert row["correct_rate"] == pytest.approx(0.6)
+    assert row["wilson_low"] == pytest.approx(0.2307, abs=1e-4)
+    # correct answers only: 1.0, 0.75, 0.5 -> 0.75 (the wrong 12 s and 30 s answers do not count)
     assert row["response_time_score"] == pytest.approx(0.75)
     assert row["user_confidence"] == pytest.approx((0 + 0.25 + 0.5 + 1.0) / 4)  # the null one is skipped
     assert row["judge_composite_score"] == pytest.approx(0.9)
@@ -170,52 +177,85 @@ def test_aggregates_over_all_answers():
 def test_median_of_an_even_number_of_answers():
     # scores 1.0, 1.0, 0.5, 0.0 -> median (1.0 + 0.5) / 2
     answers = [answer("c1", ms=ms) for ms in (1_000, 2_000, 20_000, 60_000)]
-    frame, _ = score([challenge("c1")], answers)
+    frame, _ = score([challenge("c1")], answers, criteria=LENIENT)
     assert row_of(frame, "c1")["response_time_score"] == pytest.approx(0.75)
 
 
 def test_no_confidence_at_all_is_missing_not_zero():
-    frame, _ = score([challenge("c1")], [answer("c1", confidence=None) for _ in range(3)])
+    frame, _ = score([challenge("c1")], [answer("c1", confidence=None) for _ in range(10)])
     row = row_of(frame, "c1")
     assert math.isnan(row["user_confidence"])
     assert row["eligible"]  # confidence is reported, not a criterion
     assert candidates_from_frame(frame)[0].user_confidence is None
 
 
-def test_first_answer_correct_and_fast_but_most_answers_wrong_and_slow_is_ineligible():
-    answers = [answer("c1", True, 2_000)] + [answer("c1", False, 40_000) for _ in range(4)]
+def test_first_answers_correct_and_fast_but_most_answers_wrong_is_ineligible():
+    answers = [answer("c1", True, 2_000) for _ in range(2)] + [answer("c1", False, 40_000) for _ in range(10)]
     frame, _ = score([challenge("c1")], answers)
     row = row_of(frame, "c1")
-    assert row["answer_count"] == 5
-    assert row["correct_rate"] == pytest.approx(0.2)
-    assert row["response_time_score"] == 0.0
+    assert row["n_valid"] == 12
+    assert row["correct_rate"] == pytest.approx(2 / 12)
+    assert row["response_time_score"] == 1.0  # the two correct answers were fast; the wrong ones do not count
     assert not row["eligible"]
-    assert row["reason"] == f"{REASON_LOW_CORRECT_RATE}; {REASON_SLOW_RESPONSES}"
+    assert row["reason"] == REASON_LOW_CORRECT_RATE
 
 
 def test_first_answer_wrong_and_slow_but_most_answers_right_and_fast_is_eligible():
-    answers = [answer("c1", False, 60_000)] + [answer("c1", True, 4_000) for _ in range(4)]
+    answers = [answer("c1", False, 60_000)] + [answer("c1", True, 4_000) for _ in range(12)]
     frame, _ = score([challenge("c1")], answers)
     row = row_of(frame, "c1")
-    assert row["correct_rate"] == pytest.approx(0.8)
+    assert row["correct_rate"] == pytest.approx(12 / 13)
     assert row["response_time_score"] == 1.0
     assert row["eligible"] and row["reason"] == ""
 
 
+def test_a_fast_wrong_answer_no_longer_scores_speed():
+    # 10 correct answers at 25 s (score 0.25) and 10 wrong ones at 3 s (score 1.0), difficulty 1.
+    # Over all answers the median would be (0.25 + 1.0) / 2 = 0.625 and pass 0.6; over correct ones 0.25.
+    answers = [answer("c1", True, 25_000) for _ in range(10)] + [answer("c1", False, 3_000) for _ in range(10)]
+    frame, _ = score([challenge("c1")], answers, criteria=GoldStandardCriteria(require_correct_answer=False))
+    row = row_of(frame, "c1")
+    assert row["response_time_score"] == pytest.approx(0.25)
+    assert row["reason"] == REASON_SLOW_RESPONSES
+
+
+def test_five_of_ten_correct_fails_the_wilson_bound_and_sixteen_of_twenty_passes():
+    half = [answer("c1", k < 5) for k in range(10)]
+    most = [answer("c2", k < 16) for k in range(20)]
+    frame, _ = score([challenge("c1"), challenge("c2")], half + most)
+    c1, c2 = row_of(frame, "c1"), row_of(frame, "c2")
+    assert c1["correct_rate"] == pytest.approx(0.5)  # the point estimate would pass ">= 0.5"
+    assert c1["wilson_low"] == pytest.approx(0.2366, abs=1e-4) and c1["wilson_high"] == pytest.approx(0.7634, abs=1e-4)
+    assert c1["reason"] == REASON_LOW_CORRECT_RATE
+    assert c2["wilson_low"] == pytest.approx(0.5840, abs=1e-4) and c2["eligible"]
+    # a 90% interval is narrower: 5/10 -> 0.2693, still under 0.5
+    frame, _ = score([challenge("c1")], half, criteria=GoldStandardCriteria(correct_rate_confidence=0.9))
+    assert row_of(frame, "c1")["wilson_low"] == pytest.approx(0.2693, abs=1e-4)
+
+
+def test_zero_and_a_billion_milliseconds_are_excluded_with_their_reasons():
+    answers = good_answers("c1") + [answer("c1", False, 0), answer("c1", False, 1e9)]
+    frame, summary = score([challenge("c1")], answers)
+    row = row_of(frame, "c1")
+    assert (row["answer_count"], row["n_valid"], row["n_rapid_guess"], row["n_idle"], row["n_invalid"]) == (12, 10, 1, 1, 0)
+    assert row["correct_rate"] == 1.0 and row["eligible"]
+    assert summary.answers_excluded == 2
+    assert summary.answers_excluded_by_reason == {"rapid guess": 1, "idle": 1}
+    assert summary.answers_invalid == 0
+
+
 def test_thresholds_met_exactly_pass():
-    # correct rate 3/5 == 0.6 and a median score of exactly 0.6 (difficulty 1, 18 s, ratio 1.8)
-    criteria = GoldStandardCriteria(min_correct_rate=0.6, min_response_time_score=0.6, min_judge_score=0.7)
-    answers = [answer("c1", correct, 18_000) for correct in (True, True, True, False, False)]
-    frame, _ = score([challenge("c1")], answers, judge={"c1": 0.7}, criteria=criteria)
+    # a median score of exactly 0.6 (difficulty 1, 18 s, ratio 1.8) and a judge score of exactly 0.7
+    answers = [answer("c1", True, 18_000) for _ in range(10)]
+    frame, _ = score([challenge("c1")], answers, judge={"c1": 0.7})
     row = row_of(frame, "c1")
     assert row["response_time_score"] == pytest.approx(0.6)
     assert row["eligible"], row["reason"]
 
 
 def test_just_below_each_threshold_fails():
-    criteria = GoldStandardCriteria(min_correct_rate=0.6, min_response_time_score=0.6, min_judge_score=0.7)
-    answers = [answer("c1", correct, 18_100) for correct in (True, True, False, False, False)]
-    frame, _ = score([challenge("c1")], answers, judge={"c1": 0.69}, criteria=criteria)
+    answers = [answer("c1", k < 5, 18_100) for k in range(10)]
+    frame, _ = score([challenge("c1")], answers, judge={"c1": 0.69})
     assert row_of(frame, "c1")["reason"] == (
         f"{REASON_LOW_CORRECT_RATE}; {REASON_SLOW_RESPONSES}; {REASON_LOW_JUDGE_SCORE}"
     )
@@ -249,11 +289,11 @@ def test_judge_score_outside_0_1_is_rejected(value):
 
 def test_min_answers():
     challenges = [challenge("two"), challenge("three")]
-    answers = good_answers("two", 2) + good_answers("three", 3)
+    answers = good_answers("two", 9) + good_answers("three", 10)
     frame, _ = score(challenges, answers)
     assert row_of(frame, "two")["reason"] == REASON_TOO_FEW_ANSWERS
     assert row_of(frame, "three")["eligible"]
-    frame, _ = score(challenges, answers, criteria=GoldStandardCriteria(min_answers=2))
+    frame, _ = score(challenges, answers, criteria=GoldStandardCriteria(min_answers=9))
     assert row_of(frame, "two")["eligible"]
 
 
@@ -266,18 +306,20 @@ def test_challenge_without_answers_is_too_few_only():
 
 
 def test_require_correct_answer_false_ignores_the_correct_rate():
-    answers = [answer("c1", False) for _ in range(4)]
+    answers = [answer("c1", False) for _ in range(10)]
     frame, _ = score([challenge("c1")], answers)
     assert row_of(frame, "c1")["reason"] == REASON_LOW_CORRECT_RATE
     frame, _ = score([challenge("c1")], answers, criteria=GoldStandardCriteria(require_correct_answer=False))
     row = row_of(frame, "c1")
     assert row["correct_rate"] == 0.0
+    assert row["response_time_score"] == 0.0  # no correct answer: no speed to judge, not a failure
     assert row["eligible"] and row["reason"] == ""
 
 
 def test_all_reasons_in_fixed_order():
-    # one slow wrong answer, low judge score: four rules fail at once
-    frame, summary = score([challenge("c1")], [answer("c1", False, 60_000)], judge={"c1": 0.1})
+    # one slow correct answer and two wrong ones, low judge score: four rules fail at once
+    answers = [answer("c1", True, 60_000), answer("c1", False), answer("c1", False)]
+    frame, summary = score([challenge("c1")], answers, judge={"c1": 0.1})
     assert row_of(frame, "c1")["reason"] == "; ".join(
         [REASON_TOO_FEW_ANSWERS, REASON_LOW_CORRECT_RATE, REASON_SLOW_RESPONSES, REASON_LOW_JUDGE_SCORE]
     )
@@ -324,7 +366,7 @@ def test_all_reasons_in_fixed_order():
 )
 def test_invalid_challenge_rows_are_rejected_with_their_reason(overrides, reason):
     bad = challenge("bad", **overrides)
-    answers = good_answers("bad", 5) + good_answers("good", 5)
+    answers = good_answers("bad") + good_answers("good")
     frame, summary = score([bad, challenge("good")], answers, judge={"bad": 0.9, "good": 0.9})
     row = row_of(frame, "bad")
     assert not row["eligible"]
@@ -396,36 +438,36 @@ def test_duplicate_challenge_ids_are_rejected_once():
     ],
 )
 def test_invalid_answers_are_dropped_and_counted(bad_answer, reason):
-    # Two good answers + one bad: the bad one must not count, so the challenge has too few answers.
+    # Nine good answers + one bad: the bad one must not count, so the challenge has too few answers.
     # The bad one is also wrong and slow, so had it been counted the rate and speed would fail.
     bad_answer = {**bad_answer}
     if bad_answer["is_correct"] is True:
         bad_answer["is_correct"] = False
     if reason not in (ANSWER_MISSING_RESPONSE_TIME, ANSWER_NEGATIVE_RESPONSE_TIME):
         bad_answer["response_time"] = 60_000
-    frame, summary = score([challenge("c1")], good_answers("c1", 2) + [bad_answer])
+    frame, summary = score([challenge("c1")], good_answers("c1", 9) + [bad_answer])
     row = row_of(frame, "c1")
-    assert row["answer_count"] == 2
+    assert (row["answer_count"], row["n_valid"], row["n_invalid"]) == (10, 9, 1)
     assert row["correct_rate"] == 1.0 and row["response_time_score"] == 1.0
     assert row["reason"] == REASON_TOO_FEW_ANSWERS
-    assert summary.answers_read == 3
+    assert summary.answers_read == 10
     assert summary.answers_invalid == 1
     assert summary.answers_invalid_by_reason[reason] == 1
-    # with min_answers 2 the remaining two answers suffice: the bad one did not poison the rest
-    frame, _ = score([challenge("c1")], good_answers("c1", 2) + [bad_answer], criteria=GoldStandardCriteria(min_answers=2))
+    # with min_answers 9 the remaining nine answers suffice: the bad one did not poison the rest
+    frame, _ = score([challenge("c1")], good_answers("c1", 9) + [bad_answer], criteria=GoldStandardCriteria(min_answers=9))
     assert row_of(frame, "c1")["eligible"]
 
 
 def test_null_confidence_is_a_valid_answer():
-    frame, summary = score([challenge("c1")], [answer("c1", confidence=None) for _ in range(3)])
-    assert row_of(frame, "c1")["answer_count"] == 3 and summary.answers_invalid == 0
+    frame, summary = score([challenge("c1")], [answer("c1", confidence=None) for _ in range(10)])
+    assert row_of(frame, "c1")["n_valid"] == 10 and summary.answers_invalid == 0
 
 
 def test_a_challenge_whose_answers_are_all_invalid_has_no_valid_answers():
     answers = [answer("c1", ms=None), answer("c1", ms=-5), answer("c1", confidence=9)]
     frame, summary = score([challenge("c1")], answers)
     row = row_of(frame, "c1")
-    assert row["answer_count"] == 0
+    assert row["answer_count"] == 3 and row["n_valid"] == 0
     assert row["reason"] == REASON_NO_VALID_ANSWERS  # instead of "too few answers", not with it
     assert summary.answers_invalid == 3
     assert summary.rejected_by_reason[REASON_NO_VALID_ANSWERS] == 1
@@ -435,17 +477,17 @@ def test_a_challenge_whose_answers_are_all_invalid_has_no_valid_answers():
 def test_answers_of_unknown_challenges_are_counted_apart():
     frame, summary = score([challenge("c1")], good_answers("c1") + good_answers("elsewhere", 2) + [answer(None)])
     assert frame["challenge_id"].tolist() == ["c1"]
-    assert row_of(frame, "c1")["answer_count"] == 3
-    assert (summary.answers_read, summary.answers_invalid, summary.answers_unmatched) == (6, 0, 3)
+    assert row_of(frame, "c1")["answer_count"] == 10
+    assert (summary.answers_read, summary.answers_invalid, summary.answers_unmatched) == (13, 0, 3)
 
 
 def test_boolean_and_integer_is_correct_columns():
     ch, _ = frames([challenge("c1")], [])
     as_int = pd.DataFrame({"challenge_id": ["c1"] * 4, "is_correct": [1, 0, 1, 1], "response_time": 1_000, "confidence": 3})
     nullable = as_int.assign(is_correct=pd.array([True, False, True, None], dtype="boolean"))
-    frame, _ = score_candidates(ch, as_int, {"c1": 0.9}, CRITERIA)
+    frame, _ = score_candidates(ch, as_int, {"c1": 0.9}, LENIENT)
     assert row_of(frame, "c1")["correct_rate"] == pytest.approx(0.75)
-    frame, summary = score_candidates(ch, nullable, {"c1": 0.9}, CRITERIA)
+    frame, summary = score_candidates(ch, nullable, {"c1": 0.9}, LENIENT)
     assert row_of(frame, "c1")["correct_rate"] == pytest.approx(2 / 3)
     assert summary.answers_invalid_by_reason[ANSWER_MISSING_IS_CORRECT] == 1
 
@@ -466,10 +508,11 @@ def test_columns_match_candidate_and_rows_are_sorted_by_id():
 
 def test_user_ids_never_reach_the_output():
     ch, an = frames([challenge("c1")], good_answers("c1"))
-    an = an.assign(user_id=["user-secret-1", "user-secret-2", "user-secret-3"])
+    an = an.assign(user_id=[f"user-secret-{k}" for k in range(10)], user_key=[f"key-secret-{k}" for k in range(10)])
     frame, summary = score_candidates(ch, an, {"c1": 0.9}, CRITERIA)
     assert "user_id" not in frame.columns
-    assert "user-secret" not in frame.to_json() and "user-secret" not in summary.model_dump_json()
+    for secret in ("user-secret", "key-secret"):
+        assert secret not in frame.to_json() and secret not in summary.model_dump_json()
 
 
 def test_missing_columns_fail_naming_them():
@@ -493,21 +536,26 @@ def test_candidates_from_frame_converts_types_and_nan():
     candidates = candidates_from_frame(frame)
     assert [c.challenge_id for c in candidates] == ["c1", "c2"]
     first, second = candidates
-    assert first == Candidate(
+    assert first.model_dump(exclude={"wilson_low", "wilson_high"}) == Candidate(
         challenge_id="c1",
         difficulty=1,
         question="Which city is the capital of France? (c1)",
         options=OPTIONS,
         correct_option=0,
         explanation="Paris has been the capital since 987.",
-        answer_count=3,
+        answer_count=10,
         correct_rate=1.0,
         response_time_score=1.0,
         user_confidence=0.75,
         judge_composite_score=0.8,
+        written_difficulty=1,
+        n_valid=10,
+        discrimination_status="no discrimination (no user keys)",
+        calibration_status="not calibrated: no user keys",
         eligible=True,
         reason="",
-    )
+    ).model_dump(exclude={"wilson_low", "wilson_high"})
+    assert first.wilson_low == pytest.approx(0.7225, abs=1e-4) and first.wilson_high == pytest.approx(1.0)
     assert type(first.answer_count) is int and type(first.correct_rate) is float
     assert second.judge_composite_score is None and second.user_confidence is None
     assert second.reason == f"{REASON_TOO_FEW_ANSWERS}; {REASON_NO_JUDGE_SCORE}"
@@ -528,7 +576,7 @@ def test_candidates_from_frame_refuses_an_eligible_row_that_is_not_a_candidate()
 
 def test_summarise_a_stored_frame_gives_the_run_counts():
     challenges = [challenge("ok"), challenge("slow"), challenge("nojudge"), challenge("bad", difficulty=99)]
-    answers = good_answers("ok") + [answer("slow", ms=90_000) for _ in range(3)] + good_answers("nojudge")
+    answers = good_answers("ok") + [answer("slow", ms=90_000) for _ in range(10)] + good_answers("nojudge")
     frame, summary = score(challenges, answers, judge={"ok": 0.9, "slow": 0.9, "bad": 0.9})
     assert isinstance(summary, PromotionSummary)
     assert list(summary.rejected_by_reason) == list(REJECTION_REASONS)
@@ -554,7 +602,7 @@ def test_two_hundred_thousand_answers():
     k = position // n_challenges  # k-th answer of its challenge, 0..199
     # challenge i: its first (i % 200) answers are correct -> correct rate (i % 200) / 200
     correct = k < (which % per_challenge)
-    time_ms = np.full(len(position), 1_000.0)
+    time_ms = 500.0 * (10 + (which % 10) * 5.5)  # half the expected time of the challenge's difficulty
     confidence = np.full(len(position), 3.0)
     # every 50th answer of every challenge is invalid (negative time): 4 per challenge
     time_ms[k % 50 == 49] = -1.0
@@ -568,14 +616,16 @@ def test_two_hundred_thousand_answers():
     )
     frame, summary = score_candidates(challenges, answers, dict.fromkeys(ids, 0.9), CRITERIA)
     assert len(frame) == n_challenges
-    assert (frame["answer_count"] == per_challenge - 4).all()
+    assert (frame["n_valid"] == per_challenge - 4).all() and (frame["answer_count"] == per_challenge).all()
     assert summary.answers_read == 200_000 and summary.answers_invalid == 4 * n_challenges
     # the dropped answers are k = 49, 99, 149, 199: count how many of them were correct
     i = np.arange(n_challenges)
     correct_valid = np.array([sum(1 for kk in range(r) if kk % 50 != 49) for r in i % per_challenge])
     assert np.allclose(frame["correct_rate"].to_numpy(), correct_valid / (per_challenge - 4))
-    assert (frame["response_time_score"] == 1.0).all()
+    assert (frame.loc[correct_valid > 0, "response_time_score"] == 1.0).all()
     assert (frame["user_confidence"] == 0.5).all()
-    expected_eligible = int((correct_valid / (per_challenge - 4) >= 0.5).sum())
+    low, _ = proportion_confint(correct_valid, per_challenge - 4, alpha=0.05, method="wilson")
+    assert np.allclose(frame["wilson_low"].to_numpy(), low)
+    expected_eligible = int((low >= 0.5 - 1e-9).sum())
     assert summary.eligible == expected_eligible == int(frame["eligible"].sum())
     assert summary.rejected_by_reason[REASON_LOW_CORRECT_RATE] == n_challenges - expected_eligible

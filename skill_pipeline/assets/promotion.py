@@ -4,8 +4,8 @@
 import dagster as dg
 import pandas as pd
 
-from skill_pipeline.assets.metadata import counts_table
-from skill_pipeline.core.promotion import score_candidates
+from skill_pipeline.assets.metadata import counts_table, table
+from skill_pipeline.core.promotion import rejection_table, score_candidates
 from skill_pipeline.models import GoldStandardCriteria
 from skill_pipeline.partitions import skills_partitions
 from skill_pipeline.resources.dataset_store import DatasetStore
@@ -25,10 +25,13 @@ class GoldStandardConfig(dg.Config, GoldStandardCriteria):
     group_name="promotion",
     kinds={"supabase", "opik", "pandas"},
     description=(
-        "Every challenge of the skill with ALL its answers aggregated: answer count, correct rate, "
-        "median response-time score, mean confidence, and the LLM judge's composite score from the "
-        "dataset store's feedback scores. `eligible` says whether it meets the gold-standard criteria, "
-        "`reason` why not. A missing judge score is a reason, never assumed."
+        "Every challenge of the skill judged on the evidence of its answers: malformed rows and answers "
+        "rejected with their reasons (pandera), rapid guesses and idle answers excluded (times in ms), "
+        "then per challenge: valid answers, correct rate with its Wilson interval, response-time score "
+        "of the correct answers, discrimination (rest-score correlation, needs user keys), difficulty "
+        "calibrated from the answers (Rasch per skill; a label off by more than 1 level moves the item "
+        "to its calibrated slot), and the LLM judge's composite score from the dataset store. "
+        "`eligible` says whether it meets the gold-standard criteria, `reason` lists every rule it fails."
     ),
 )
 def gold_standard_candidates(
@@ -46,7 +49,12 @@ def gold_standard_candidates(
         raise dg.Failure(f"skill {skill_id}: reading judge scores from {dataset_store.backend} failed: {exc}") from None
     criteria = config.criteria()
     frame, summary = score_candidates(data.challenges, data.answers, judge, criteria)
-    context.log.info(f"skill {skill_id}: {summary.eligible} eligible of {summary.challenges_read} challenges")
+    context.log.info(
+        f"skill {skill_id}: {summary.eligible} eligible of {summary.challenges_read} challenges; "
+        f"{summary.answers_excluded} answers excluded by hygiene, {summary.answers_invalid} malformed"
+    )
+    if len(judge) == 0 and summary.answers_read > summary.answers_unmatched:
+        context.log.warning(f"skill {skill_id}: no judge score for any challenge (see the judge_scores_present check)")
     return dg.Output(
         frame,
         metadata={
@@ -55,12 +63,17 @@ def gold_standard_candidates(
             "challenges_read": summary.challenges_read,
             "answers_read": summary.answers_read,
             "answers_invalid": summary.answers_invalid,
+            "answers_excluded": summary.answers_excluded,
             "answers_unmatched": summary.answers_unmatched,
             "judge_scores_found": len(judge),
             "eligible": summary.eligible,
             "rejected": summary.rejected,
             "rejected_by_reason": counts_table(summary.rejected_by_reason, "reason", "challenges"),
+            "rejected_challenges": table(rejection_table(frame)),
             "invalid_answers_by_reason": counts_table(summary.answers_invalid_by_reason, "reason", "answers"),
+            "excluded_answers_by_reason": counts_table(summary.answers_excluded_by_reason, "reason", "answers"),
+            "calibration": counts_table(summary.calibration_by_status, "status", "challenges"),
+            "discrimination": counts_table(summary.discrimination_by_status, "status", "challenges"),
             "criteria": dg.MetadataValue.json(criteria.model_dump()),
         },
     )

@@ -16,9 +16,8 @@ Promotion and experiments are measurements (DESIGN.md, "Statistics: what the num
 Everything is vectorised (factorised codes, ``np.bincount``, pandas ``groupby``): 10⁶ answers of
 ~10⁵ users on ~1000 challenges take seconds and a few hundred MB, without a Python loop per answer.
 
-The expected time mirrors ``promotion.response_time_score`` (10 s at difficulty 1, 5.5 s more per
-level; the score falls by half a point per multiple of the expected time past it). It is restated
-here rather than imported so this module does not depend on promotion's internals.
+The expected time and the per-answer score are ``core.response_time``'s (10 s at difficulty 1,
+5.5 s more per level; the score falls by half a point per multiple of the expected time past it).
 """
 
 from __future__ import annotations
@@ -30,10 +29,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-BASE_EXPECTED_SECONDS = 10.0
-SECONDS_PER_DIFFICULTY = 5.5
-SLOWNESS_PENALTY = 0.5
-MIN_DIFFICULTY, MAX_DIFFICULTY = 1, 10
+from skill_pipeline.core.response_time import expected_response_ms, time_score
+
 OPTION_COUNT = 4
 
 # Why an answer is not a measurement of its item. One reason per answer, the first that applies in
@@ -128,27 +125,11 @@ class ItemStatisticsParameters(BaseModel):
 # --------------------------------------------------------------------------- helpers
 
 
-def expected_response_ms(difficulty: np.ndarray) -> np.ndarray:
-    """Milliseconds a competent answer should take at ``difficulty`` (NaN unless an integer 1–10)."""
-    d = np.asarray(difficulty, dtype=float)
-    with np.errstate(invalid="ignore"):
-        valid = np.isfinite(d) & (d == np.floor(d)) & (d >= MIN_DIFFICULTY) & (d <= MAX_DIFFICULTY)
-    return np.where(valid, 1000.0 * (BASE_EXPECTED_SECONDS + (d - 1.0) * SECONDS_PER_DIFFICULTY), np.nan)
-
-
-def _time_score(time_ms: np.ndarray, expected_ms: np.ndarray) -> np.ndarray:
-    """promotion's per-answer score: 1 up to the expected time, then ``max(0, 1 − (ratio − 1) × 0.5)``."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = time_ms / expected_ms
-        score = np.where(ratio <= 1.0, 1.0, np.maximum(0.0, 1.0 - (ratio - 1.0) * SLOWNESS_PENALTY))
-    return np.where(np.isfinite(ratio) & (time_ms >= 0), score, np.nan)
-
-
 def _numbers(values: pd.Series) -> np.ndarray:
     return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
-def _codes(values: pd.Series, index: pd.Index) -> np.ndarray:
+def index_codes(values: pd.Series, index: pd.Index) -> np.ndarray:
     """Position of each value's stripped string in ``index`` (-1 when absent).
 
     Factorise first and stringify only the distinct values: 10⁶ answers on 1000 challenges cost
@@ -201,7 +182,7 @@ def classify_answers(
     if missing:
         raise ValueError(f"answers frame lacks columns {missing}; it has {list(answers.columns)}")
     difficulty = _difficulty_series(difficulty_by_challenge)
-    codes = _codes(answers["challenge_id"], difficulty.index)
+    codes = index_codes(answers["challenge_id"], difficulty.index)
     known = difficulty.to_numpy(dtype=float)
     expected = expected_response_ms(np.where(codes >= 0, known[np.maximum(codes, 0)] if len(known) else np.nan, np.nan))
     time_ms = _numbers(answers["response_time"])
@@ -361,7 +342,7 @@ def item_statistics(
     skill = table["skill_id"] if "skill_id" in table.columns else pd.Series([None] * n_items, dtype=object)
     skill_of_item = pd.factorize(skill.astype(object).where(skill.notna(), "<no skill>"))[0].astype(np.int64)
 
-    codes = _codes(valid_answers["challenge_id"], index)
+    codes = index_codes(valid_answers["challenge_id"], index)
     matched = codes >= 0
     item = codes[matched].astype(np.intp)
     correct = _correctness(valid_answers["is_correct"])[matched]
@@ -377,7 +358,7 @@ def item_statistics(
     low, high = wilson_interval(n_correct, n, confidence)
 
     is_right = correct == 1.0
-    scores = _time_score(time_ms[is_right], expected_response_ms(difficulty)[item[is_right]])
+    scores = time_score(time_ms[is_right], expected_response_ms(difficulty)[item[is_right]])
     median_time = pd.Series(scores).groupby(item[is_right]).median().reindex(range(n_items)).to_numpy(dtype=float)
     if "confidence" in valid_answers.columns:
         conf = _numbers(valid_answers["confidence"])[matched]
