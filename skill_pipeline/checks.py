@@ -103,38 +103,83 @@ def skill_dataset_checks(
 
 
 class ExperimentRegressionConfig(dg.Config):
-    threshold: float = Field(default=0.7, ge=0, le=1, description="The mean score (0–1) under which the prompt fails.")
-    tolerance: float = Field(
-        default=0.05, ge=0, le=1,
-        description="How far (0–1) the mean may fall against the previous materialisation of the same skill.",
+    threshold: float = Field(
+        default=0.7, ge=0, le=1, description="The mean score (0–1) under which the baseline prompt fails outright."
     )
+
+
+def _experiment_metadata(record) -> dict:
+    materialization = record.asset_materialization if record is not None else None
+    return {k: getattr(v, "value", v) for k, v in (materialization.metadata.items() if materialization else ())}
 
 
 @dg.asset_check(
     asset=prompt_experiment,
     partitions_def=skills_partitions,
-    description="Fails when the experiment's mean score is under the threshold or fell by more than the "
-    "tolerance against the previous materialisation of the same skill.",
+    description="The regression gate on the interval: fails when a metric of the candidate (or of this run "
+    "against the previous materialisation, without a candidate) is significantly worse than the baseline "
+    "beyond the margin, Holm across metrics; warns when the run is underpowered; fails when the mean is "
+    "under the threshold.",
 )
 def prompt_experiment_regression(
     context: dg.AssetCheckExecutionContext, config: ExperimentRegressionConfig
 ) -> dg.AssetCheckResult:
+    from skill_pipeline.assets.comparison import comparison_metadata
+
     records = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=prompt_experiment.key, asset_partitions=[context.partition_key]), limit=2
     ).records
-    means = [
-        record.asset_materialization.metadata.get("mean") if record.asset_materialization else None
-        for record in records
-    ]
-    current = means[0].value if means and means[0] is not None else None
-    previous = means[1].value if len(means) > 1 and means[1] is not None else None
-    passed, reason = regression_verdict(current, previous, config.threshold, config.tolerance)
-    metadata = {"reason": reason, "threshold": config.threshold, "tolerance": config.tolerance}
-    if current is not None:
-        metadata["mean"] = current
-    if previous is not None:
-        metadata["previous_mean"] = previous
-    return dg.AssetCheckResult(passed=passed, metadata=metadata)
+    current = _experiment_metadata(records[0]) if records else {}
+    passed, reason = regression_verdict(current.get("mean"), None, config.threshold, 0.0)
+    metadata: dict = {"threshold": config.threshold}
+    if current.get("mean") is not None:
+        metadata["mean"] = current["mean"]
+    result = None
+    if current.get("candidate_version") and "paired_scores" in current:
+        against = f"candidate {current['candidate_version']} against baseline {current['baseline_version']}"
+        result = _recompare(current, current["baseline_version"], current["candidate_version"])
+    elif len(records) > 1 and "paired_scores" in current:
+        previous = _experiment_metadata(records[1])
+        against = f"this run of {current.get('baseline_version')} against the previous materialisation"
+        result = _recompare(current, "previous", "current", previous)
+    else:
+        against = "no baseline to compare with (first materialisation): threshold only"
+    severity = dg.AssetCheckSeverity.ERROR
+    if result is not None:
+        metadata.update({k: v for k, v in comparison_metadata(result).items() if not k.startswith("gate_")})
+        if passed and not result.gate_passes:
+            passed, reason = False, result.gate_reason
+            if result.verdict == "underpowered":
+                severity = dg.AssetCheckSeverity.WARN
+        elif passed:
+            reason = f"{reason}; {result.gate_reason}"
+    metadata["compared"] = against
+    metadata["reason"] = reason
+    return dg.AssetCheckResult(passed=passed, severity=severity, metadata=metadata)
+
+
+def _recompare(current: dict, baseline: str, candidate: str, previous: dict | None = None):
+    """The paired comparison from the stored per-item scores, with the run's own alpha, margin and
+    effect of interest; ``previous`` given: its baseline scores against this run's. None when nothing
+    pairs (the dataset changed in between)."""
+    from skill_pipeline.core.comparison import NothingPaired, paired_comparison
+    from skill_pipeline.core.experiment import payload_frame
+
+    try:
+        frame = payload_frame(current["paired_scores"])
+        if previous is not None:
+            old = payload_frame(previous["paired_scores"])
+            frame = pd.concat([
+                old[old["version"] == previous.get("baseline_version")].assign(version="previous"),
+                frame[frame["version"] == current.get("baseline_version")].assign(version="current"),
+            ], ignore_index=True)
+        return paired_comparison(
+            frame, baseline, candidate, alpha=float(current.get("alpha", 0.05)),
+            margin=float(current.get("margin", 0.05)), effect_of_interest=float(current.get("effect_of_interest", 0.15)),
+            cluster="skill_id",
+        )
+    except (NothingPaired, ValueError, KeyError, TypeError):
+        return None
 
 
 @dg.asset_check(

@@ -26,5 +26,12 @@ experiment_job = dg.define_asset_job(
     partitions_def=skills_partitions,
     tags={"skill_pipeline/llm": "anthropic"},
     description="Run the challenge-generation prompt over the skill's dataset and score it (config selects "
-    "the prompt version and an optional candidate to compare).",
+    "the baseline version, an optional candidate compared on the same items, and K trials). One run per skill.",
+)
+
+prompt_comparison_job = dg.define_asset_job(
+    "prompt_comparison",
+    selection=dg.AssetSelection.assets("prompt_comparison_all_skills"),
+    description="Pool the newest per-skill comparisons of two prompt versions (no LLM call): the verdict over "
+    "every skill, with skill-clustered errors.",
 )

@@ -5,12 +5,13 @@ import os
 
 import dagster as dg
 
-from skill_pipeline.jobs import experiment_job, promotion_job
+from skill_pipeline.jobs import experiment_job, prompt_comparison_job, promotion_job
 from skill_pipeline.partitions import skills_partitions
 from skill_pipeline.resources.skill_store import SkillStore
 
 PROMOTION_CRON = os.environ.get("SKILL_PIPELINE_PROMOTION_CRON", "0 3 * * *")
 EXPERIMENT_CRON = os.environ.get("SKILL_PIPELINE_EXPERIMENT_CRON", "0 5 * * 1")
+COMPARISON_CRON = os.environ.get("SKILL_PIPELINE_COMPARISON_CRON", "0 8 * * 1")
 
 
 def _requests_per_skill(context: dg.ScheduleEvaluationContext, skill_store: SkillStore, prefix: str):
@@ -51,3 +52,18 @@ def promotion_schedule(context: dg.ScheduleEvaluationContext, skill_store: Skill
 )
 def experiment_schedule(context: dg.ScheduleEvaluationContext, skill_store: SkillStore):
     return _requests_per_skill(context, skill_store, "experiment")
+
+
+@dg.schedule(
+    job=prompt_comparison_job,
+    cron_schedule=COMPARISON_CRON,
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description=(
+        "Weekly (Monday 08:00 UTC, after the experiments; SKILL_PIPELINE_COMPARISON_CRON) pooling of the "
+        "per-skill comparisons into one verdict. One run, no LLM call; stopped with the experiment schedule."
+    ),
+)
+def prompt_comparison_schedule(context: dg.ScheduleEvaluationContext):
+    tick = context.scheduled_execution_time.strftime("%Y-%m-%dT%H:%M")
+    return dg.RunRequest(run_key=f"prompt_comparison:{tick}")

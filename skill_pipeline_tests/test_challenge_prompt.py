@@ -13,6 +13,8 @@ from skill_pipeline.core.challenge_prompt import (
     CHALLENGE_TOOL_SCHEMA,
     CURRENT_PROMPT,
     DIFFICULTY_JUDGE_SCHEMA,
+    JUDGE_RATINGS,
+    DifficultyEstimate,
     JUDGE_PROMPT_VERSION,
     PROMPTS,
     V1_TEMPLATE,
@@ -228,7 +230,8 @@ def test_parse_rejects_what_is_not_a_challenge(text, expected):
 def test_tool_schema_matches_the_challenge_model():
     assert set(CHALLENGE_TOOL_SCHEMA["properties"]) == set(Challenge.model_fields)
     assert set(CHALLENGE_TOOL_SCHEMA["required"]) == {"question", "options", "correct_index"}
-    assert DIFFICULTY_JUDGE_SCHEMA["required"] == ["difficulty", "reasoning"]
+    assert set(DIFFICULTY_JUDGE_SCHEMA["required"]) == {"difficulty", "reasoning", *JUDGE_RATINGS}
+    assert set(DIFFICULTY_JUDGE_SCHEMA["properties"]) == set(DifficultyEstimate.model_fields)
 
 
 def test_judge_prompt_shows_the_challenge_but_not_its_stated_difficulty():
@@ -245,6 +248,27 @@ def test_parse_difficulty_estimate():
         parse_difficulty_estimate('{"difficulty": 0, "reasoning": "trivial"}')
     with pytest.raises(ChallengeParseError, match="no JSON object"):
         parse_difficulty_estimate("about a six")
+
+
+def test_parse_judge_ratings_leniently():
+    full = parse_difficulty_estimate(
+        '{"difficulty": 6, "single_correct_answer": true, "distractor_plausibility": 4, "requires_skill": "5", '
+        '"reasoning": "ok"}'
+    )
+    assert (full.single_correct_answer, full.distractor_plausibility, full.requires_skill) == (True, 4, 5)
+    # A judge of the previous version (or one that skipped a rating): the rating is absent, not a failure.
+    old = parse_difficulty_estimate('{"difficulty": 6, "reasoning": "two concepts"}')
+    assert (old.single_correct_answer, old.distractor_plausibility, old.requires_skill) == (None, None, None)
+    odd = parse_difficulty_estimate('{"difficulty": 6, "single_correct_answer": "no", "distractor_plausibility": 9}')
+    assert odd.single_correct_answer is False and odd.distractor_plausibility is None
+
+
+def test_judge_prompt_asks_for_every_rating_and_keeps_the_fixed_headings():
+    text = render_judge_prompt(DifficultyJudgeRequest(challenge=Challenge(**GOOD_JSON), skill_name=SKILL.name))
+    assert all(f'"{rating}"' in text for rating in JUDGE_RATINGS)
+    # The loopback Anthropic fake slices the prompt on these headings.
+    assert "scale of 1 to 10" in text and "\nQUESTION:\n" in text and "\n\nOPTIONS:\n" in text
+    assert "\n\nCORRECT OPTION:" in text
 
 
 # --- offline writer and judge ---------------------------------------------------------------------
@@ -302,6 +326,22 @@ def test_offline_judge_uses_stated_difficulty_and_distractor_count():
     assert offline_difficulty(floor)[0] == 1
     reply = json.loads(offline_judge_difficulty(DifficultyJudgeRequest(challenge=three, skill_name=SKILL.name)))
     assert reply["difficulty"] == 5 and "offline stand-in" in reply["reasoning"]
+    assert set(JUDGE_RATINGS) <= set(reply)
+
+
+def _ratings(prompt: str, item: DatasetItem) -> dict:
+    challenge = parse_challenge(offline_write_challenge(build_challenge_request(prompt, item)))
+    request = DifficultyJudgeRequest(challenge=challenge, skill_name=SKILL.name, skill_description=SKILL.description)
+    return json.loads(offline_judge_difficulty(request))
+
+
+def test_offline_judge_rates_v1_above_v0_terse_for_visible_reasons():
+    item = synthetic_items()[5]
+    good, terse = _ratings("v1", item), _ratings("v0-terse", item)
+    assert good["single_correct_answer"] is True and terse["single_correct_answer"] is False
+    assert good["distractor_plausibility"] >= 4 > 1 == terse["distractor_plausibility"]
+    assert good["requires_skill"] >= 4 > terse["requires_skill"]
+    assert _ratings("v1", item) == good  # deterministic
 
 
 # --- the regression demo --------------------------------------------------------------------------

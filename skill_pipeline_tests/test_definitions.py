@@ -16,14 +16,17 @@ def test_code_location_loads_with_every_asset_check_job_sensor_and_schedule():
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {
-        "synthetic_scenarios", "gold_standard_candidates", "skill_dataset", "prompt_experiment"
+        "synthetic_scenarios", "gold_standard_candidates", "skill_dataset", "prompt_experiment",
+        "prompt_comparison_all_skills",
     }
     assert {c.name for c in graph.asset_check_keys} >= {
         "synthetic_scenarios_are_complete", "size_and_balance", "unique_deterministic_ids", "no_placeholder_text",
         "difficulty_range", "only_eligible_real_world", "no_personal_data", "prompt_experiment_regression",
+        "pooled_regression_gate",
     }
-    assert {j.name for j in defs.resolve_all_job_defs()} >= {"skill_dataset_job", "promotion", "experiment"}
+    assert {j.name for j in defs.resolve_all_job_defs()} >= {"skill_dataset_job", "promotion", "experiment", "prompt_comparison"}
     assert defs.resolve_sensor_def("skill_sensor") and defs.resolve_schedule_def("promotion_schedule")
+    assert defs.resolve_schedule_def("prompt_comparison_schedule")
 
 
 def test_no_credentials_means_embedded_defaults():

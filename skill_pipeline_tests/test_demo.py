@@ -30,6 +30,9 @@ def test_demo_twice_fills_every_skill_then_writes_nothing():
         means = [sum(r.values()) / len(r) for r in first.promotion_rounds]
         assert len(means) >= 2 and means == sorted(means) and means[0] < means[-1]
         assert all(0 < row.real_world for row in first.rows)
+        # The demo's prompt comparison: v0-terse significantly worse than v1 over every skill.
+        assert f"over {active} skills: worse" in first.comparison and "(gate fails)" in first.comparison
+        assert "SingleCorrectAnswer" in first.table()
 
         second = run_demo(instance)
         assert second.ok and second.promotion_rounds == []

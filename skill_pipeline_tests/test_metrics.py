@@ -15,7 +15,7 @@ from skill_pipeline.core.challenge_prompt import Challenge
 from skill_pipeline.core.composition import candidate_to_item
 from skill_pipeline.core.experiment import (
     ScoreRow,
-    compare,
+    comparison_frame,
     comparison_rows,
     difficulty_band,
     regression_verdict,
@@ -324,7 +324,8 @@ def test_a_malformed_challenge_in_the_output_scores_zero():
 
 def test_score_challenge_on_a_good_synthetic_challenge():
     output = ChallengeTaskOutput(
-        challenge=Challenge(**GOOD), judged_difficulty=5, prompt_version="v1", usage=TokenUsage(input_tokens=900, output_tokens=200)
+        challenge=Challenge(**GOOD), judged_difficulty=5, prompt_version="v1", usage=TokenUsage(input_tokens=900, output_tokens=200),
+        single_correct_answer=True, distractor_plausibility=5, requires_skill=5,
     )
     values = score_values(score_challenge(output, synthetic_item()))
     assert values == {name: 1.0 for name in METRIC_NAMES if name != "ValidatedQuestionAgreement"}
@@ -354,7 +355,8 @@ def test_opiks_own_scoring_engine_gives_the_same_scores(tracing_off):
     )
     bad = good(options=["a", "b", "c"], explanation="", correct_index=0)
     for item in (synthetic_item(), real_world_item()):
-        output = ChallengeTaskOutput(challenge=Challenge(**bad), judged_difficulty=8, prompt_version="v0-terse")
+        output = ChallengeTaskOutput(challenge=Challenge(**bad), judged_difficulty=8, prompt_version="v0-terse",
+                                     single_correct_answer=False, distractor_plausibility=2, requires_skill=1)
         results, _ = evaluator.compute_regular_scores(item.data(), output.as_task_output())
         assert not any(r.scoring_failed for r in results), [r.reason for r in results if r.scoring_failed]
         assert {r.name: r.value for r in results} == score_values(score_challenge(output, item))
@@ -392,7 +394,7 @@ def test_summarise_counts_tokens_and_flattens_for_metadata():
     assert (summary.input_tokens, summary.output_tokens) == (15, 5)
     flat = summary.flat_metadata()
     assert flat == {"items_scored": 2, "mean": 0.75, "mean/M1": 0.75, "band/3-4": 0.75, "source/synthetic": 0.75,
-                    "input_tokens": 15, "output_tokens": 5}
+                    "input_tokens": 15, "output_tokens": 5, "llm_calls": 0}
 
 
 def test_summarise_of_nothing():
@@ -454,9 +456,8 @@ def test_compare_side_by_side():
     assert rows["M3"].b is None and rows["M3"].delta is None
     assert rows["difficulty 7-8"].a is None and rows["difficulty 7-8"].b == 1.0
     assert rows["items scored"].delta == -1
-    table = compare(a, b, "v1", "v0-terse")
-    lines = table.splitlines()
-    assert lines[0] == "| measure | v1 | v0-terse | Δ (v0-terse − v1) |"
-    assert "| M1 | 0.667 | 0.500 | -0.167 |" in lines
-    assert "| M3 | 0.500 | – | – |" in lines
-    assert "| items scored | 3 | 2 | -1 |" in lines
+    frame = comparison_frame(a, b, "v1", "v0-terse").set_index("measure")
+    assert list(frame.columns) == ["v1", "v0-terse", "delta"]
+    assert frame.loc["M1"].round(3).tolist() == [0.667, 0.5, -0.167]
+    assert frame.loc["M3", "v1"] == 0.5 and math.isnan(frame.loc["M3", "v0-terse"]) and math.isnan(frame.loc["M3", "delta"])
+    assert frame.loc["items scored"].tolist() == [3.0, 2.0, -1.0]

@@ -290,14 +290,19 @@ def build_challenge_request(prompt: PromptVersion | str, item: DatasetItem) -> C
 # ---------------------------------------------------------------------------------------------
 
 # The judge is not shown the difficulty the writer stated or the one the item asked for: it must
-# estimate from the challenge itself, or the alignment metric would only measure self-report.
-DIFFICULTY_JUDGE_PROMPT = """You are an experienced assessment designer. Estimate how difficult this
-multiple-choice challenge is for a learner of the skill below, on a scale of 1 to 10.
+# estimate from the challenge itself, or the alignment metric would only measure self-report. For the
+# same reason "difficulty matches the target" is not a rating: a judge shown the target anchors on it,
+# so core.metrics compares the blind estimate with the item's range (DifficultyAlignment,
+# DifficultyOnTarget). The three ratings below are what structural metrics cannot see and what tells
+# two competent prompts apart (answer key, distractors, whether the question needs the skill).
+DIFFICULTY_JUDGE_PROMPT = """You are an experienced assessment designer. Review this multiple-choice
+challenge for a learner of the skill below: estimate how difficult it is on a scale of 1 to 10, and
+rate its quality.
 
 SKILL: {skill_name}
 DESCRIPTION: {skill_description}
 
-Scale:
+Difficulty scale:
 1-2: basic recall and recognition of fundamental concepts
 3-4: understanding relationships; simple application
 5-6: application to new situations; combining concepts; analysis
@@ -313,7 +318,16 @@ OPTIONS:
 CORRECT OPTION: {correct}
 EXPLANATION: {explanation}
 
-Reply with a JSON object: {{"difficulty": <integer 1-10>, "reasoning": "<one or two sentences>"}}"""
+Ratings:
+- "single_correct_answer": true only if exactly one option is defensibly correct from what the question
+  states (the keyed one), and no other option could be argued correct by an expert.
+- "distractor_plausibility" (1-5): 1 = the wrong options are obviously wrong or off-topic; 5 = each is a
+  mistake a learner with a partial grasp of the skill would plausibly make.
+- "requires_skill" (1-5): 1 = answerable by common sense or by test-taking cues (length, wording);
+  5 = only a learner who has the skill can answer it.
+
+Reply with a JSON object: {{"difficulty": <integer 1-10>, "single_correct_answer": <true|false>,
+"distractor_plausibility": <integer 1-5>, "requires_skill": <integer 1-5>, "reasoning": "<one or two sentences>"}}"""
 
 JUDGE_PROMPT_VERSION = "judge-" + hashlib.sha256(DIFFICULTY_JUDGE_PROMPT.encode("utf-8")).hexdigest()[:10]
 
@@ -322,23 +336,58 @@ DIFFICULTY_JUDGE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "difficulty": {"type": "integer", "minimum": 1, "maximum": 10},
+        "single_correct_answer": {"type": "boolean", "description": "exactly one option is defensibly correct"},
+        "distractor_plausibility": {"type": "integer", "minimum": 1, "maximum": 5},
+        "requires_skill": {"type": "integer", "minimum": 1, "maximum": 5},
         "reasoning": {"type": "string"},
     },
-    "required": ["difficulty", "reasoning"],
+    "required": ["difficulty", "single_correct_answer", "distractor_plausibility", "requires_skill", "reasoning"],
 }
+JUDGE_RATINGS: tuple[str, ...] = ("single_correct_answer", "distractor_plausibility", "requires_skill")
 
 
 class DifficultyJudgeRequest(BaseModel):
-    """One judge call: how hard is this challenge for a learner of this skill?"""
+    """One judge call: how hard and how good is this challenge for a learner of this skill?"""
 
     challenge: Challenge
     skill_name: str = Field(min_length=1)
     skill_description: str = ""
 
 
+def _rating(value: Any) -> Any:
+    """A 1-5 rating, or None when absent or unusable (a judge that skips a rating is not a prompt's fault)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if 1 <= number <= 5 else None
+
+
 class DifficultyEstimate(BaseModel):
+    """The judge's reply. ``difficulty`` is required; a missing or unusable rating is None, and the
+    metric built on it then does not apply to the item (a judge of an older prompt version, or one
+    that skipped a field, never counts as a bad challenge)."""
+
     difficulty: int = Field(ge=1, le=10)
     reasoning: str = ""
+    single_correct_answer: bool | None = None
+    distractor_plausibility: int | None = Field(default=None, ge=1, le=5)
+    requires_skill: int | None = Field(default=None, ge=1, le=5)
+
+    @field_validator("single_correct_answer", mode="before")
+    @classmethod
+    def _boolean(cls, value: Any) -> Any:
+        if isinstance(value, bool) or value is None:
+            return value
+        text = str(value).strip().casefold()
+        return True if text in ("true", "yes", "1") else False if text in ("false", "no", "0") else None
+
+    @field_validator("distractor_plausibility", "requires_skill", mode="before")
+    @classmethod
+    def _ratings(cls, value: Any) -> Any:
+        return _rating(value)
 
 
 def render_judge_prompt(request: DifficultyJudgeRequest) -> str:

@@ -46,7 +46,8 @@ SMALL_N = 30
 SKEW_LIMIT = 2.0
 TABLE_COLUMNS = [
     "metric", "n", "mean_baseline", "mean_candidate", "diff", "ci_low", "ci_high",
-    "se", "p", "p_holm", "mde", "method", "verdict",
+    "se", "p", "p_holm", "mde", "trials", "within_var_baseline", "within_var_candidate", "mcnemar_p",
+    "discordant", "method", "verdict",
 ]
 
 
@@ -200,7 +201,7 @@ def difference_stats(
         se, df, method = float(fit.bse[0]), float(n_groups - 1), "cluster-robust t"
     else:
         se, df, method = float(d.std(ddof=1) / math.sqrt(n)), float(n - 1), "paired t"
-    if not se > 0:  # cluster means all equal: fall back rather than divide by zero
+    if not se > 1e-12:  # cluster means all equal (up to float noise): fall back, never claim certainty
         se, df, method = float(d.std(ddof=1) / math.sqrt(n)), float(n - 1), "paired t"
         notes.append("cluster-robust SE is 0: plain SE used")
     tcrit = float(stats.t.ppf(1 - alpha / 2, df))
@@ -406,7 +407,12 @@ def results_table(result: ComparisonResult) -> pd.DataFrame:
     rows = [{
         "metric": m.metric, "n": m.n, "mean_baseline": m.mean_baseline, "mean_candidate": m.mean_candidate,
         "diff": m.diff, "ci_low": m.ci_low, "ci_high": m.ci_high, "se": m.se, "p": m.p, "p_holm": m.p_holm,
-        "mde": m.mde, "method": m.interval_method + ("" if m.p_method in m.interval_method else f"; p: {m.p_method}"),
+        "mde": m.mde, "trials": m.trials_max, "within_var_baseline": m.within_item_variance_baseline,
+        "within_var_candidate": m.within_item_variance_candidate,
+        "mcnemar_p": m.mcnemar.p if m.mcnemar else None,
+        "discordant": (m.mcnemar.baseline_only + m.mcnemar.candidate_only) if m.mcnemar else None,
+        "method": m.interval_method + ("" if m.p_method in m.interval_method else f"; p: {m.p_method}"),
         "verdict": m.verdict,
     } for m in result.metrics]
-    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    floats = ["within_var_baseline", "within_var_candidate", "mcnemar_p", "discordant"]
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS).astype({c: "float64" for c in floats})

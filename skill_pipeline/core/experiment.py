@@ -1,4 +1,4 @@
-"""Aggregation of experiment scores, the regression verdict, and prompt-version comparison.
+"""Aggregation of experiment scores, the threshold verdict, and the long frame of a paired comparison.
 
 A row is one dataset item's scores (``{metric: value}``, only the metrics that applied to it; see
 ``core.metrics``). Means are taken so that a metric that did not apply is never counted as 0 or 1:
@@ -20,6 +20,7 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, Sequence
 
+import pandas as pd
 from pydantic import BaseModel, Field
 
 from skill_pipeline.core.metrics import score_challenge, score_values
@@ -46,6 +47,7 @@ class ScoreRow(BaseModel):
     scores: dict[str, float]
     input_tokens: int = 0
     output_tokens: int = 0
+    llm_calls: int = 0
 
     @property
     def mean(self) -> float | None:
@@ -70,6 +72,7 @@ class ExperimentSummary(BaseModel):
     by_source: dict[str, GroupSummary]
     input_tokens: int = 0
     output_tokens: int = 0
+    llm_calls: int = 0
 
     def flat_metadata(self) -> dict[str, float | int]:
         """Flat ``name → number`` pairs for asset metadata (rounded to 4 places)."""
@@ -83,6 +86,7 @@ class ExperimentSummary(BaseModel):
                     out[f"{prefix}/{key}"] = round(group.mean, 4)
         out["input_tokens"] = self.input_tokens
         out["output_tokens"] = self.output_tokens
+        out["llm_calls"] = self.llm_calls
         return out
 
 
@@ -140,6 +144,7 @@ def summarise_scores(rows: Iterable[RowLike]) -> ExperimentSummary:
         by_source={source: _group(group) for source, group in sorted(by_source.items())},
         input_tokens=sum(r.input_tokens for r in parsed),
         output_tokens=sum(r.output_tokens for r in parsed),
+        llm_calls=sum(r.llm_calls for r in parsed),
     )
 
 
@@ -201,24 +206,77 @@ def comparison_rows(a: ExperimentSummary, b: ExperimentSummary) -> list[Comparis
     return rows
 
 
-def _cell(value: float | None, signed: bool = False) -> str:
-    if value is None:
-        return "–"
-    return f"{value:+.3f}" if signed else f"{value:.3f}"
+def comparison_frame(a: ExperimentSummary, b: ExperimentSummary, label_a: str, label_b: str) -> pd.DataFrame:
+    """The measures of two summaries side by side, for a typed table in the UI (``assets.metadata``)."""
+    rows = [
+        {"measure": r.measure, label_a: r.a, label_b: r.b, "delta": r.delta}
+        for r in comparison_rows(a, b)
+    ]
+    return pd.DataFrame(rows, columns=["measure", label_a, label_b, "delta"]).astype(
+        {label_a: "float64", label_b: "float64", "delta": "float64"}
+    )
 
 
-def compare(a: ExperimentSummary, b: ExperimentSummary, label_a: str = "current", label_b: str = "candidate") -> str:
-    """Markdown table of two experiments on the same dataset, for ``MetadataValue.md``."""
-    lines = [f"| measure | {label_a} | {label_b} | Δ ({label_b} − {label_a}) |", "|---|---:|---:|---:|"]
-    for row in comparison_rows(a, b):
-        if row.measure == "items scored":
-            a_cell = "–" if row.a is None else str(int(row.a))
-            b_cell = "–" if row.b is None else str(int(row.b))
-            delta = "–" if row.delta is None else f"{int(row.delta):+d}"
-        else:
-            a_cell, b_cell, delta = _cell(row.a), _cell(row.b), _cell(row.delta, signed=True)
-        lines.append(f"| {row.measure} | {a_cell} | {b_cell} | {delta} |")
-    return "\n".join(lines)
+# --- the long frame of ``core.comparison`` and its stored form -------------------------------------
+
+FRAME_COLUMNS = ("skill_id", "item_id", "version", "trial", "metric", "score")
+PAYLOAD_FORMAT = "paired-scores/1"
+
+
+def score_frame(rows: Iterable[ScoreRow], *, skill_id: str, version: str, trial: int = 0) -> pd.DataFrame:
+    """One experiment's rows as the long frame ``core.comparison`` reads: a row per (item, metric)."""
+    records = [
+        (skill_id, row.item_id, version, trial, metric, float(value))
+        for row in rows
+        for metric, value in sorted(row.scores.items())
+    ]
+    return pd.DataFrame(records, columns=list(FRAME_COLUMNS))
+
+
+def frame_payload(frame: pd.DataFrame) -> dict[str, Any]:
+    """The long frame in a compact JSON form (ids, metrics and versions listed once; scores to 4
+    places), small enough for asset metadata: the per-skill record the pooled experiment and the
+    regression check read back from the instance's event log, not from a run's pickle."""
+    codes = {c: pd.factorize(frame[c], sort=True) for c in ("skill_id", "item_id", "version", "metric")}
+    rows = zip(
+        codes["skill_id"][0].tolist(), codes["item_id"][0].tolist(), codes["version"][0].tolist(),
+        frame["trial"].astype(int).tolist(), codes["metric"][0].tolist(), frame["score"].round(4).tolist(),
+    )
+    return {
+        "format": PAYLOAD_FORMAT,
+        **{f"{c}s": [str(v) for v in codes[c][1]] for c in ("skill_id", "item_id", "version", "metric")},
+        "rows": [list(r) for r in rows],
+    }
+
+
+def payload_frame(payload: dict[str, Any]) -> pd.DataFrame:
+    """Inverse of ``frame_payload``; ``ValueError`` on anything else."""
+    if not isinstance(payload, dict) or payload.get("format") != PAYLOAD_FORMAT:
+        raise ValueError(f"not a {PAYLOAD_FORMAT} payload")
+    raw = pd.DataFrame(payload["rows"], columns=["s", "i", "v", "trial", "m", "score"])
+    lookup = {c: payload[f"{c}s"] for c in ("skill_id", "item_id", "version", "metric")}
+    return pd.DataFrame({
+        "skill_id": [lookup["skill_id"][k] for k in raw["s"]],
+        "item_id": [lookup["item_id"][k] for k in raw["i"]],
+        "version": [lookup["version"][k] for k in raw["v"]],
+        "trial": raw["trial"].astype(int),
+        "metric": [lookup["metric"][k] for k in raw["m"]],
+        "score": raw["score"].astype(float),
+    }, columns=list(FRAME_COLUMNS))
+
+
+def item_differences(frame: pd.DataFrame, baseline: str, candidate: str) -> pd.DataFrame:
+    """Per item: its mean over metrics (trials averaged first) under each version and the difference."""
+    per_metric = frame.groupby(["skill_id", "item_id", "version", "metric"])["score"].mean()
+    per_item = per_metric.groupby(["skill_id", "item_id", "version"]).mean().unstack("version")
+    out = pd.DataFrame({
+        "skill_id": per_item.index.get_level_values("skill_id"),
+        "item_id": per_item.index.get_level_values("item_id"),
+        "mean_baseline": per_item.get(baseline, pd.Series(index=per_item.index, dtype=float)).to_numpy(),
+        "mean_candidate": per_item.get(candidate, pd.Series(index=per_item.index, dtype=float)).to_numpy(),
+    })
+    out["diff"] = out["mean_candidate"] - out["mean_baseline"]
+    return out.sort_values(["diff", "item_id"]).reset_index(drop=True)
 
 
 # --- running an experiment without a server --------------------------------------------------------
@@ -245,6 +303,7 @@ def score_row(item: DatasetItem, output: dict[str, Any], scores: dict[str, float
         scores=scores,
         input_tokens=int(usage.get("input_tokens", 0)),
         output_tokens=int(usage.get("output_tokens", 0)),
+        llm_calls=int(output.get("llm_calls") or 0),
     )
 
 

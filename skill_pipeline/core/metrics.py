@@ -11,13 +11,15 @@ needed. Opik merges the dataset item's content with the task output (``{**item, 
 - from the item (``DatasetItem.data()``): ``input``, ``expected_output``, ``metadata``;
 - from the task output (``ChallengeTaskOutput.as_task_output()``): ``challenge`` (the parsed
   challenge as a dict, or None when the reply could not be parsed), ``judged_difficulty`` (the
-  judge's 1–10 estimate, or None), ``parse_error``, ``prompt_version``, ``usage``.
+  judge's 1–10 estimate, or None), the judge's ratings ``single_correct_answer`` (bool),
+  ``distractor_plausibility`` and ``requires_skill`` (1–5; None when the judge gave none),
+  ``parse_error``, ``prompt_version``, ``usage`` and ``llm_calls`` (the cost of the item).
   The task output must not use the item's keys, or it would shadow them.
 
 Values are in 0..1. A metric that does not apply to an item returns an **empty list** instead of a
 ``MetricResult``: ``ConceptCoverage`` when the item lists no required concepts (real-world items),
 ``ValidatedQuestionAgreement`` for synthetic items, ``ExplanationPresent`` when the item does not
-require one. Opik adds the elements of a returned list to the item's scores, so nothing is recorded
+require one, the judge-rated metrics when the judge gave no such rating. Opik adds the elements of a returned list to the item's scores, so nothing is recorded
 for it — no feedback score is sent and Opik's own means leave it out — and ``score_challenge``
 likewise omits it, so ``core.experiment`` never averages a score that does not exist. (A
 ``scoring_failed`` result would be counted and reported as a failure; a NaN would be sent to the
@@ -49,9 +51,13 @@ class ChallengeTaskOutput(BaseModel):
     challenge: Challenge | None
     judged_difficulty: int | None = Field(default=None, ge=1, le=10)
     judge_reasoning: str = ""
+    single_correct_answer: bool | None = None
+    distractor_plausibility: int | None = Field(default=None, ge=1, le=5)
+    requires_skill: int | None = Field(default=None, ge=1, le=5)
     parse_error: str | None = None
     prompt_version: str
     usage: TokenUsage = Field(default_factory=TokenUsage)
+    llm_calls: int = Field(default=0, ge=0, description="LLM calls the item cost (writer + judge)")
 
     def as_task_output(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -281,6 +287,74 @@ class ValidatedQuestionAgreement(ChallengeMetric):
         )
 
 
+# --- judged quality: what structural metrics cannot see ----------------------------------------------
+# The judge's ratings come in the task output (one judge call per item, its cost counted in the task's
+# usage); these metrics only read them, so they are as pure as the structural ones.
+
+
+class _JudgedRating(ChallengeMetric):
+    """A 1–5 judge rating mapped to 0..1 ((r - 1) / 4); not applicable when the judge gave none."""
+
+    field = ""
+    meaning = ""
+
+    def score(self, challenge: Any, **inputs: Any) -> Scored:
+        parsed, why = _challenge(challenge)
+        if parsed is None:
+            return self._no_challenge(why)
+        rating = inputs.get(self.field)
+        if rating is None or isinstance(rating, bool) or not 1 <= int(rating) <= 5:
+            return []
+        return self._result((int(rating) - 1) / 4, f"judge rated {self.meaning} {int(rating)}/5")
+
+
+class SingleCorrectAnswer(ChallengeMetric):
+    """Pass/fail: the judge finds exactly one option defensibly correct (the keyed one). Not applicable
+    when the judge gave no such rating; 0 when the key itself is broken (``answer_problems``)."""
+
+    def score(self, challenge: Any, single_correct_answer: bool | None = None, **ignored: Any) -> Scored:
+        parsed, why = _challenge(challenge)
+        if parsed is None:
+            return self._no_challenge(why)
+        problems = answer_problems(parsed)
+        if problems:
+            return self._result(0.0, "; ".join(problems))
+        if single_correct_answer is None:
+            return []
+        if single_correct_answer:
+            return self._result(1.0, "judge: exactly one option is defensibly correct")
+        return self._result(0.0, "judge: the key is not the single defensible answer")
+
+
+class DistractorPlausibility(_JudgedRating):
+    """How plausible the wrong options are (judge, 1–5 → 0..1)."""
+
+    field, meaning = "distractor_plausibility", "the distractors' plausibility"
+
+
+class RequiresSkill(_JudgedRating):
+    """Whether only a learner with the skill can answer (judge, 1–5 → 0..1)."""
+
+    field, meaning = "requires_skill", "the need for the skill"
+
+
+class DifficultyOnTarget(ChallengeMetric):
+    """Pass/fail: the judge's blind estimate lies in the item's difficulty range (the judge is never
+    shown the target, which it would anchor on). The pass/fail twin of ``DifficultyAlignment``."""
+
+    def score(
+        self, challenge: Any, expected_output: dict[str, Any], judged_difficulty: int | None, **ignored: Any
+    ) -> Scored:
+        parsed, why = _challenge(challenge)
+        if parsed is None:
+            return self._no_challenge(why)
+        if judged_difficulty is None:
+            return self._result(0.0, "no difficulty estimate from the judge")
+        low, high = (expected_output or {}).get("difficulty_range") or (1, 10)
+        inside = low <= int(judged_difficulty) <= high
+        return self._result(float(inside), f"judged {judged_difficulty}, target {low}-{high}")
+
+
 ALL_METRICS: tuple[type[ChallengeMetric], ...] = (
     OptionCount,
     ExplanationPresent,
@@ -289,7 +363,12 @@ ALL_METRICS: tuple[type[ChallengeMetric], ...] = (
     DifficultyAlignment,
     AnswerValidity,
     ValidatedQuestionAgreement,
+    SingleCorrectAnswer,
+    DistractorPlausibility,
+    RequiresSkill,
+    DifficultyOnTarget,
 )
+JUDGED_METRICS: tuple[str, ...] = ("SingleCorrectAnswer", "DistractorPlausibility", "RequiresSkill", "DifficultyOnTarget")
 METRIC_NAMES: tuple[str, ...] = tuple(cls.__name__ for cls in ALL_METRICS)
 
 

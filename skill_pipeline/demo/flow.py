@@ -36,6 +36,7 @@ class DemoReport(BaseModel):
     rows: list[SkillRow]
     promotion_rounds: list[dict[str, float]]
     ok: bool
+    comparison: str = ""
 
     def table(self) -> str:
         lines = [f"{'skill':<32} {'items':>5} {'synthetic':>9} {'real-world':>10} {'real %':>6} {'written':>7} {'deleted':>7}"]
@@ -49,6 +50,8 @@ class DemoReport(BaseModel):
             lines.append("real-world % after each promotion round: " + " → ".join(
                 f"{sum(r.values()) / max(1, len(r)):.1f}" for r in self.promotion_rounds
             ))
+        if self.comparison:
+            lines += ["", self.comparison]
         return "\n".join(lines)
 
 
@@ -122,4 +125,33 @@ def run_demo(instance: dg.DagsterInstance, echo: Callable[[str], None] = lambda 
                      real_world=real, written=written.get(skill.id, 0), deleted=deleted.get(skill.id, 0))
         )
     ok = all(row.items == 50 for row in rows)
-    return DemoReport(rows=rows, promotion_rounds=rounds, ok=ok)
+    comparison = _compare_prompts(defs, instance, [s.id for s in skills], echo)
+    return DemoReport(rows=rows, promotion_rounds=rounds, ok=ok, comparison=comparison)
+
+
+# 5. One prompt comparison (self-contained step): v0-terse against v1 on every skill's items, one
+#    run per skill, then the pooled verdict with skill-clustered errors (no LLM call).
+DEMO_BASELINE, DEMO_CANDIDATE = "v1", "v0-terse"
+
+
+def _compare_prompts(defs: dg.Definitions, instance: dg.DagsterInstance, skill_ids: list[str],
+                     echo: Callable[[str], None]) -> str:
+    config = {"ops": {"prompt_experiment": {"config": {"baseline_version": DEMO_BASELINE,
+                                                      "candidate_version": DEMO_CANDIDATE}}}}
+    experiment = defs.resolve_job_def("experiment")
+    for skill_id in skill_ids:
+        experiment.execute_in_process(instance=instance, partition_key=skill_id, run_config={**QUIET, **config},
+                                      raise_on_error=False)
+    pooled = defs.resolve_job_def("prompt_comparison").execute_in_process(
+        instance=instance, run_config=QUIET, raise_on_error=False)
+    meta = _metadata(pooled, "prompt_comparison_all_skills")
+    if not meta:
+        return "prompt comparison: not run (no per-skill comparison succeeded)"
+    line = f"prompt comparison: {meta['summary']} (gate {'passes' if meta['gate_passes'] else 'fails'})"
+    echo(line)
+    rows = [f"  {'metric':<28} {DEMO_BASELINE:>6} {DEMO_CANDIDATE:>8} {'diff':>7}  {'95% CI':<17} verdict"]
+    for record in meta["comparison"].records:
+        r = record.data
+        rows.append(f"  {r['metric']:<28} {r['mean_baseline']:>6.3f} {r['mean_candidate']:>8.3f} {r['diff']:>+7.3f}  "
+                    f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] {r['verdict']}")
+    return "\n".join([line, *rows])

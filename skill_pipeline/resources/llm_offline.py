@@ -23,8 +23,20 @@ prompt text only (case-insensitive):
 The offline judge (``offline_judge_difficulty``) is a stand-in for an LLM judge, not a judgement:
 it takes the difficulty the writer stated (a real judge is never shown it), one point lower when
 the challenge has fewer than four options (fewer distractors, easier to guess), and without a
-stated difficulty falls back to the question's length (1 + words // 10). Everything it writes is
-labelled offline by the resource that wraps it (``generator: offline``, the model names below).
+stated difficulty falls back to the question's length (1 + words // 10). Its quality ratings
+(``offline_ratings``) read the challenge text only, as a judge would, by rules a reviewer can check:
+
+- ``single_correct_answer``: the key is well formed (one valid index, distinct non-empty options) and
+  the challenge gives grounds to prefer it: an explanation of 5+ words or a question of 12+ words
+  that sets a situation. A bare "which statement about X is correct?" with generic options has none;
+- ``distractor_plausibility`` (1–5): 1 + the wrong options that share a content word with the
+  question (at most 3: they are about what is asked, not off-topic) + 1 for three or more of them;
+- ``requires_skill`` (1–5): 1 + 2 for a question of 12+ words (a situation to reason about) + 1 when
+  it names a concept of the skill's description beyond the skill's name + 1 for an explanation.
+
+So v1 (scenario, concepts, four options, explanation) rates high and v0-terse (none of them) low,
+for reasons that are visible in the challenge. Everything it writes is labelled offline by the
+resource that wraps it (``generator: offline``, the model names below).
 """
 
 from __future__ import annotations
@@ -225,10 +237,45 @@ def offline_difficulty(challenge: Challenge) -> tuple[int, str]:
     return estimate, f"offline stand-in judge: {basis}"
 
 
+_GENERIC = {"which", "option", "options", "correct", "statement", "best", "answer", "here", "apply", "applies",
+            "this", "that", "there", "what", "when", "must", "learner", "difficulty", "situation", "described"}
+
+
+def _content_words(text: str) -> set[str]:
+    words = {w for w in re.findall(r"[a-z][a-z0-9+#'-]{3,}", text.casefold())}
+    return words - _STOP - _GENERIC
+
+
+def offline_ratings(challenge: Challenge, skill_name: str, skill_description: str = "") -> dict[str, Any]:
+    """The stand-in judge's quality ratings (rules in the module docstring)."""
+    options = challenge.options
+    key_ok = (
+        len(options) >= 2
+        and 0 <= challenge.correct_index < len(options)
+        and all(o.strip() for o in options)
+        and len({o.strip().casefold() for o in options}) == len(options)
+    )
+    question_words = len(challenge.question.split())
+    explained = len(challenge.explanation.split()) >= 5
+    grounded = explained or question_words >= 12
+    asked = _content_words(challenge.question)
+    distractors = [o for i, o in enumerate(options) if i != challenge.correct_index]
+    on_topic = sum(1 for o in distractors if _content_words(o) & asked)
+    plausibility = 1 + min(3, on_topic) + (1 if len(distractors) >= 3 else 0)
+    concepts = _content_words(skill_description) - _content_words(skill_name)
+    needs = 1 + (2 if question_words >= 12 else 0) + (1 if asked & concepts else 0) + (1 if explained else 0)
+    return {
+        "single_correct_answer": bool(key_ok and grounded),
+        "distractor_plausibility": max(1, min(5, plausibility)),
+        "requires_skill": max(1, min(5, needs)),
+    }
+
+
 def offline_judge_difficulty(request: DifficultyJudgeRequest) -> str:
-    """JSON text ``{"difficulty": int, "reasoning": str}`` from ``offline_difficulty``."""
+    """JSON text of the judge's reply: ``offline_difficulty`` and ``offline_ratings``."""
     estimate, reasoning = offline_difficulty(request.challenge)
-    return json.dumps({"difficulty": estimate, "reasoning": reasoning}, ensure_ascii=False)
+    ratings = offline_ratings(request.challenge, request.skill_name, request.skill_description)
+    return json.dumps({"difficulty": estimate, **ratings, "reasoning": reasoning}, ensure_ascii=False)
 
 
 # ---------------------------------------------------------------------------------------------
