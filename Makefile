@@ -21,10 +21,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# A local instance: SQLite storage in $(DAGSTER_HOME), telemetry off (production: deploy/dagster.yaml).
+# A local instance: SQLite storage in $(DAGSTER_HOME), telemetry off, failed runs retried by the
+# daemon (a run cut short by Ctrl-C in `make dev` is re-run on the next start; production: deploy/dagster.yaml).
 $(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
-	printf 'telemetry:\n  enabled: false\n' > $@
+	printf 'telemetry:\n  enabled: false\nrun_retries:\n  enabled: true\n  max_retries: 2\n  retry_on_asset_or_op_failure: true\n' > $@
 
 demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m skill_pipeline.demo

@@ -31,8 +31,17 @@ from skill_pipeline.checks import (
 )
 from skill_pipeline.jobs import experiment_job, prompt_comparison_job, promotion_job, skill_dataset_job
 from skill_pipeline.resources import local_home
+from skill_pipeline.resources.promotion_policy import POLICY_FILE_VARIABLE, load_policy
 from skill_pipeline.schedules import experiment_schedule, prompt_comparison_schedule, promotion_schedule
 from skill_pipeline.sensors import skill_sensor
+
+
+LIMIT_VARIABLES: tuple[tuple[str, str, type], ...] = (
+    ("requests_per_minute", "ANTHROPIC_REQUESTS_PER_MINUTE", int),
+    ("output_tokens_per_minute", "ANTHROPIC_OUTPUT_TOKENS_PER_MINUTE", int),
+    ("input_tokens_per_minute", "ANTHROPIC_INPUT_TOKENS_PER_MINUTE", int),
+    ("rate_limit_share", "SKILL_PIPELINE_RATE_LIMIT_SHARE", float),
+)
 
 
 def build_resources(env: Mapping[str, str] | None = None) -> dict[str, dg.ConfigurableResource]:
@@ -76,13 +85,23 @@ def build_resources(env: Mapping[str, str] | None = None) -> dict[str, dg.Config
             llm_args["base_url"] = env["ANTHROPIC_BASE_URL"]
         if env.get("SKILL_PIPELINE_LLM_CONCURRENCY"):
             llm_args["max_concurrency"] = int(env["SKILL_PIPELINE_LLM_CONCURRENCY"])
+        # The organisation's limits (0 or unset: learnt from the anthropic-ratelimit-* headers) and
+        # this process's share of them; deploy/README.md sizes them.
+        for field, variable, kind in LIMIT_VARIABLES:
+            if env.get(variable):
+                llm_args[field] = kind(env[variable])
         llm: dg.ConfigurableResource = AnthropicLLM(**llm_args)
     else:
         from skill_pipeline.resources.llm_offline import OfflineLLM
 
         llm = OfflineLLM()
 
-    return {"skill_store": skill_store, "dataset_store": dataset_store, "llm": llm}
+    return {
+        "skill_store": skill_store,
+        "dataset_store": dataset_store,
+        "llm": llm,
+        "promotion_policy": load_policy(env.get(POLICY_FILE_VARIABLE)),
+    }
 
 
 def build_definitions(env: Mapping[str, str] | None = None) -> dg.Definitions:

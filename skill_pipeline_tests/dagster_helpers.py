@@ -15,6 +15,7 @@ from skill_pipeline.demo.seed import seed_app_database
 from skill_pipeline.demo.stores import seed_demo_stores
 from skill_pipeline.resources.dataset_store_local import LocalDatasetStore
 from skill_pipeline.resources.llm_offline import OfflineLLM
+from skill_pipeline.resources.promotion_policy import PromotionPolicy
 from skill_pipeline.resources.skill_store_sqlite import SqliteSkillStore, connect
 from skill_pipeline.sensors import skill_sensor
 
@@ -27,7 +28,12 @@ def local_resources(folder: Path, llm: dg.ConfigurableResource | None = None, se
     dataset_store = LocalDatasetStore(path=str(folder / "datasets.sqlite"))
     if seed:
         seed_demo_stores(skill_store, dataset_store)
-    return {"skill_store": skill_store, "dataset_store": dataset_store, "llm": llm or OfflineLLM()}
+    return {
+        "skill_store": skill_store,
+        "dataset_store": dataset_store,
+        "llm": llm or OfflineLLM(),
+        "promotion_policy": PromotionPolicy(),
+    }
 
 
 def seeded_app(path: Path) -> SqliteSkillStore:

@@ -339,7 +339,8 @@ def test_concurrent_generations_under_a_rate_limit_all_succeed_and_nothing_is_lo
 
     # The limit bound: the fake answered 429s, with retry-after and its error shape.
     rejected = fake.rejected_by_limit()
-    assert len(rejected) >= 3, "the rate limit never bound: the test proves nothing"
+    # At least one 429: how many depends on how the first wave is staggered by the machine's load.
+    assert len(rejected) >= 1, "the rate limit never bound: the test proves nothing"
     for request in rejected:
         assert request.status == 429 and request.response["error"]["type"] == "rate_limit_error"
 

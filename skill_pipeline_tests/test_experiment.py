@@ -101,8 +101,12 @@ def test_without_a_candidate_the_gate_compares_with_the_previous_materialisation
     assert not check.passed and "under the threshold" in check.metadata["reason"].value
     assert check.metadata["verdict"].value == "worse"
     _, back = _experiment(instance, resources)
-    assert back["prompt_experiment_regression"].passed
-    assert back["prompt_experiment_regression"].metadata["verdict"].value == "better"
+    check = back["prompt_experiment_regression"]
+    rows = {r.data["metric"]: r.data for r in check.metadata["comparison"].records}
+    assert rows["OptionCount"]["verdict"] == "better" and rows["SingleCorrectAnswer"]["verdict"] == "better"
+    assert not any(row["verdict"] == "worse" for row in rows.values())
+    # Passed, or a warning only where a metric with few items (the real-world-only agreement) is underpowered.
+    assert check.passed or (check.severity == dg.AssetCheckSeverity.WARN and check.metadata["verdict"].value == "underpowered")
     # The same prompt again: no metric moved, but the 5 real-world items of ValidatedQuestionAgreement
     # cannot rule out a change of 0.15: underpowered, a warning rather than a pass or an error.
     _, same = _experiment(instance, resources)

@@ -31,6 +31,7 @@ from skill_pipeline.core.experiment import ExperimentRecord
 from skill_pipeline.resources.dataset_store_opik import OpikDatasetStore
 from skill_pipeline.resources.opik_support import OpikDatasetStoreError
 from skill_pipeline.resources.llm_anthropic import AnthropicCallError, AnthropicLLM
+from skill_pipeline.resources.promotion_policy import PromotionPolicy
 from skill_pipeline_tests.dagster_helpers import check_results, materialize_skill, metadata, seeded_app, tick
 from skill_pipeline_tests.builders import candidate as build_candidate, opik_store, synthetic_pool
 from skill_pipeline_tests.fakes.anthropic_server import AnthropicFake
@@ -289,6 +290,7 @@ def pipeline(tmp_path, opik_fake: FakeOpik, anthropic_fake: AnthropicFake):
         "skill_store": seeded_app(tmp_path / "app.sqlite"),
         "dataset_store": make_store(opik_fake),
         "llm": make_llm(anthropic_fake, max_concurrency=8),
+        "promotion_policy": PromotionPolicy(),
     }
     with dg.instance_for_test() as instance:
         tick(instance, resources, cursor=None)

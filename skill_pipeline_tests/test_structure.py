@@ -90,11 +90,17 @@ def test_every_config_field_has_a_description(env):
 
 
 def test_criteria_are_declared_once():
-    """The launchpad's criteria class is the core's, with its bounds."""
+    """The deployment's policy is the core's criteria class; the launchpad's overrides are derived
+    from it field by field, with its descriptions and bounds."""
     from skill_pipeline.assets.promotion import GoldStandardConfig
     from skill_pipeline.models import GoldStandardCriteria
+    from skill_pipeline.resources.promotion_policy import PromotionPolicy
 
-    assert issubclass(GoldStandardConfig, GoldStandardCriteria) and issubclass(GoldStandardConfig, dg.Config)
+    assert issubclass(PromotionPolicy, GoldStandardCriteria) and issubclass(GoldStandardConfig, dg.Config)
     assert set(GoldStandardConfig.model_fields) == set(GoldStandardCriteria.model_fields)
+    for name, info in GoldStandardCriteria.model_fields.items():
+        assert GoldStandardConfig.model_fields[name].description.startswith(info.description)
     with pytest.raises(ValueError, match="min_judge_score"):
         GoldStandardConfig(min_judge_score=7)
+    with pytest.raises(ValueError, match="min_judge_score"):
+        PromotionPolicy(min_judge_score=7)

@@ -6,18 +6,19 @@ import pandas as pd
 
 from skill_pipeline.assets.metadata import counts_table, table
 from skill_pipeline.core.promotion import rejection_table, score_candidates
-from skill_pipeline.models import GoldStandardCriteria
 from skill_pipeline.partitions import skills_partitions
 from skill_pipeline.resources.dataset_store import DatasetStore
+from skill_pipeline.resources.promotion_policy import PromotionPolicy, criteria_override_config
 from skill_pipeline.resources.skill_store import SkillStore
 
 
-class GoldStandardConfig(dg.Config, GoldStandardCriteria):
-    """The gold-standard criteria in the launchpad: the fields (with their descriptions and bounds)
-    are ``GoldStandardCriteria``'s, declared once in ``models.py``."""
+class GoldStandardConfig(criteria_override_config(dg.Config)):  # type: ignore[misc]
+    """Per-run overrides of the criteria in the launchpad: every field of ``GoldStandardCriteria``
+    (declared once in ``models.py``, with its description and bounds), unset by default, so a run
+    without overrides (the schedule's, a backfill's) uses the deployment's ``promotion_policy``."""
 
-    def criteria(self) -> GoldStandardCriteria:
-        return GoldStandardCriteria.model_validate(self.model_dump())
+    def overrides(self) -> dict:
+        return self.model_dump()
 
 
 @dg.asset(
@@ -39,15 +40,19 @@ def gold_standard_candidates(
     config: GoldStandardConfig,
     skill_store: SkillStore,
     dataset_store: DatasetStore,
+    promotion_policy: PromotionPolicy,
 ) -> dg.Output[pd.DataFrame]:
     skill_id = context.partition_key
+    try:
+        criteria, overridden = promotion_policy.resolve(config.overrides())
+    except ValueError as exc:
+        raise dg.Failure(f"skill {skill_id}: {exc}") from None
     skill = skill_store.get_skill(skill_id)
     data = skill_store.load_challenges(skill_id)
     try:
         judge = dataset_store.judge_scores(data.challenges["id"].astype(str).tolist())
     except Exception as exc:  # the store names itself and the challenge; the run must name the skill
         raise dg.Failure(f"skill {skill_id}: reading judge scores from {dataset_store.backend} failed: {exc}") from None
-    criteria = config.criteria()
     frame, summary = score_candidates(data.challenges, data.answers, judge, criteria)
     context.log.info(
         f"skill {skill_id}: {summary.eligible} eligible of {summary.challenges_read} challenges; "
@@ -75,5 +80,6 @@ def gold_standard_candidates(
             "calibration": counts_table(summary.calibration_by_status, "status", "challenges"),
             "discrimination": counts_table(summary.discrimination_by_status, "status", "challenges"),
             "criteria": dg.MetadataValue.json(criteria.model_dump()),
+            "criteria_overridden_by_run": dg.MetadataValue.json(overridden),
         },
     )
