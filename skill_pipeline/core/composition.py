@@ -13,6 +13,7 @@ from collections import Counter
 
 from pydantic import BaseModel, Field
 
+from skill_pipeline.core.concepts import challenge_concepts
 from skill_pipeline.core.generation import (
     QUESTION_CHARACTERISTICS,
     SyntheticScenario,
@@ -53,6 +54,7 @@ def candidate_to_item(skill: Skill, candidate: Candidate) -> DatasetItem:
     """The seed's real-world item shape. Aggregates only: no user id reaches the dataset."""
     low, high = difficulty_range(candidate.difficulty)
     key = real_world_item_key(candidate.challenge_id)
+    concepts = challenge_concepts(skill.description, [candidate.question, *candidate.options, candidate.explanation])
     return DatasetItem(
         id=item_id(skill.id, key, skill.created_at),
         input={
@@ -61,7 +63,7 @@ def candidate_to_item(skill: Skill, candidate: Candidate) -> DatasetItem:
             "skill_description": skill.description,
             "difficulty": candidate.difficulty,
             "scenario": candidate.question,
-            "expected_concepts": [],
+            "expected_concepts": concepts,
         },
         expected_output={
             "difficulty_range": [low, high],
@@ -69,6 +71,7 @@ def candidate_to_item(skill: Skill, candidate: Candidate) -> DatasetItem:
             "validated_options": list(candidate.options),
             "validated_correct_index": candidate.correct_option,
             "validated_explanation": candidate.explanation,
+            "required_concepts": concepts,
             "question_characteristics": dict(QUESTION_CHARACTERISTICS),
         },
         metadata={
