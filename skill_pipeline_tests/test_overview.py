@@ -5,7 +5,7 @@ import dagster as dg
 from skill_pipeline.assets.overview import skills_overview
 from skill_pipeline.core.cost import NOT_APPLICABLE, estimate_cost_usd, usage_metadata
 from skill_pipeline.core.overview import NOT_AVAILABLE, SkillFacts, overview_frame, overview_row, share_keys, total_cost
-from skill_pipeline.core.promotion_reasons import CALIBRATION_CONFIRMED, CALIBRATION_MOVED
+from skill_pipeline.core.promotion_reasons import CALIBRATION_CONFIRMED, CALIBRATION_MOVED, NOT_CALIBRATED_PREFIX
 from skill_pipeline.demo.seed import DEMO_SKILLS, demo_skill_id
 from skill_pipeline.models import TokenUsage
 from skill_pipeline.sensors import SKILL_NAME_TAG
@@ -18,7 +18,7 @@ ACTIVE = {demo_skill_id(name): name for name, _, active in DEMO_SKILLS if active
 def test_row_counts_shares_calibration_checks_and_cost():
     facts = SkillFacts(
         skill_id="s1", name="SQL", items=50, real_world=10, eligible=14,
-        calibration={CALIBRATION_CONFIRMED: 6, CALIBRATION_MOVED: 2, "too few answers": 5},
+        calibration={CALIBRATION_CONFIRMED: 6, CALIBRATION_MOVED: 2, f"{NOT_CALIBRATED_PREFIX}too few answers": 5},
         last_run="SUCCESS (promotion)", checks={"size_and_balance": True, "no_personal_data": False},
         costs=[0.01, None, 0.02], location="/tmp/d.sqlite",
     )

@@ -11,10 +11,14 @@ from collections.abc import Iterable
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from skill_pipeline.core.promotion_reasons import CALIBRATION_CONFIRMED, CALIBRATION_MOVED
+from skill_pipeline.core.promotion_reasons import NOT_CALIBRATED_PREFIX
 
 NOT_AVAILABLE = "n/a"
-CALIBRATED_STATUSES = frozenset({CALIBRATION_CONFIRMED, CALIBRATION_MOVED})
+
+
+def is_calibrated(status: str) -> bool:
+    """Confirmed, moved to its calibrated level, or calibrated without a label: all but "not calibrated: …"."""
+    return not status.startswith(NOT_CALIBRATED_PREFIX)
 
 
 class SkillFacts(BaseModel):
@@ -75,8 +79,8 @@ def overview_row(facts: SkillFacts) -> OverviewRow:
         calibrated: int | str = NOT_AVAILABLE
         uncalibrated: int | str = NOT_AVAILABLE
     else:
-        calibrated = sum(n for status, n in facts.calibration.items() if status in CALIBRATED_STATUSES)
-        uncalibrated = sum(n for status, n in facts.calibration.items() if status not in CALIBRATED_STATUSES)
+        calibrated = sum(n for status, n in facts.calibration.items() if is_calibrated(status))
+        uncalibrated = sum(n for status, n in facts.calibration.items() if not is_calibrated(status))
     eligible = NOT_AVAILABLE if facts.eligible is None else max(0, facts.eligible - facts.real_world)
     cost = cost_to_date(facts.costs, facts.unknown_cost)
     return OverviewRow(
