@@ -111,7 +111,7 @@ def gather_facts(instance: dg.DagsterInstance, skill_id: str, name: str, dataset
         "Every active skill at a glance, one row each: items, synthetic / real-world and the real-world "
         "share, eligible challenges not yet promoted, calibrated / uncalibrated challenges (newest "
         "scoring), the newest run and the checks of the newest dataset run, LLM cost to date (n/a when "
-        "nothing was paid or a model has no list price). real_world_pct/<skill> is one plot line per "
+        "nothing was paid or a model has no list price). `real_world_pct/{skill name}` is one plot per "
         "skill. Refreshed by declarative automation after dataset and promotion runs."
     ),
 )

@@ -39,8 +39,9 @@ class SkillFacts(BaseModel):
 
 
 class OverviewRow(BaseModel):
+    """One skill's row; the id and dataset location last (long, and read least)."""
+
     skill: str
-    skill_id: str
     items: int
     synthetic: int
     real_world: int
@@ -51,6 +52,7 @@ class OverviewRow(BaseModel):
     last_run: str
     checks: str
     llm_cost_usd: float | str
+    skill_id: str
     dataset: str
 
 
