@@ -22,6 +22,7 @@ from skill_pipeline.assets.dataset import skill_dataset
 from skill_pipeline.assets.generation import synthetic_scenarios
 from skill_pipeline.assets.comparison import prompt_comparison_all_skills
 from skill_pipeline.assets.evaluation import prompt_experiment
+from skill_pipeline.assets.overview import skills_overview
 from skill_pipeline.assets.promotion import gold_standard_candidates
 from skill_pipeline.checks import (
     judge_scores_present,
@@ -33,7 +34,7 @@ from skill_pipeline.jobs import experiment_job, prompt_comparison_job, promotion
 from skill_pipeline.resources import local_home
 from skill_pipeline.resources.promotion_policy import POLICY_FILE_VARIABLE, load_policy
 from skill_pipeline.schedules import experiment_schedule, prompt_comparison_schedule, promotion_schedule
-from skill_pipeline.sensors import skill_sensor
+from skill_pipeline.sensors import overview_automation_sensor, skill_sensor
 
 
 LIMIT_VARIABLES: tuple[tuple[str, str, type], ...] = (
@@ -106,12 +107,15 @@ def build_resources(env: Mapping[str, str] | None = None) -> dict[str, dg.Config
 
 def build_definitions(env: Mapping[str, str] | None = None) -> dg.Definitions:
     return dg.Definitions(
-        assets=[synthetic_scenarios, gold_standard_candidates, skill_dataset, prompt_experiment, prompt_comparison_all_skills],
+        assets=[
+            synthetic_scenarios, gold_standard_candidates, skill_dataset, prompt_experiment, prompt_comparison_all_skills,
+            skills_overview,
+        ],
         asset_checks=[
             synthetic_scenarios_are_complete, skill_dataset_checks, judge_scores_present, prompt_experiment_regression
         ],
         jobs=[skill_dataset_job, promotion_job, experiment_job, prompt_comparison_job],
-        sensors=[skill_sensor],
+        sensors=[skill_sensor, overview_automation_sensor],
         schedules=[promotion_schedule, experiment_schedule, prompt_comparison_schedule],
         resources=build_resources(env),
         # Steps are light (the LLM calls inside a step are already concurrent); a process per step

@@ -8,6 +8,7 @@ import dagster as dg
 from skill_pipeline.jobs import experiment_job, prompt_comparison_job, promotion_job
 from skill_pipeline.partitions import skills_partitions
 from skill_pipeline.resources.skill_store import SkillStore
+from skill_pipeline.sensors import skill_tags
 
 PROMOTION_CRON = os.environ.get("SKILL_PIPELINE_PROMOTION_CRON", "0 3 * * *")
 EXPERIMENT_CRON = os.environ.get("SKILL_PIPELINE_EXPERIMENT_CRON", "0 5 * * 1")
@@ -19,7 +20,7 @@ def _requests_per_skill(context: dg.ScheduleEvaluationContext, skill_store: Skil
     known = set(context.instance.get_dynamic_partitions(skills_partitions.name))
     tick = context.scheduled_execution_time.strftime("%Y-%m-%dT%H:%M")
     requests = [
-        dg.RunRequest(partition_key=skill.id, run_key=f"{prefix}:{skill.id}:{tick}")
+        dg.RunRequest(partition_key=skill.id, run_key=f"{prefix}:{skill.id}:{tick}", tags=skill_tags(skill.name))
         for skill in skill_store.list_skills(active_only=True)
         if skill.id in known
     ]

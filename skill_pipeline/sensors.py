@@ -12,6 +12,14 @@ from skill_pipeline.partitions import skills_partitions
 from skill_pipeline.resources.skill_store import SkillStore
 
 
+SKILL_NAME_TAG = "skill_pipeline/skill_name"
+
+
+def skill_tags(name: str) -> dict[str, str]:
+    """The skill's name as a run tag: runs are found and read by name, not by partition UUID."""
+    return {SKILL_NAME_TAG: name[:200]}
+
+
 class SensorCursor(BaseModel):
     """What the sensor saw last tick: the fingerprint of each active skill, and how many times each
     skill has (re)entered the active set, so that re-activation gets a fresh run key (Dagster
@@ -39,7 +47,7 @@ def decide(cursor: SensorCursor, skills: list[Skill], known_partitions: set[str]
             dg.RunRequest(
                 partition_key=skill.id,
                 run_key=f"{skill.id}:{skill.fingerprint}:{epochs[skill.id]}",
-                tags={"skill_pipeline/reason": reason},
+                tags={"skill_pipeline/reason": reason, **skill_tags(skill.name)},
             )
         )
     nxt = SensorCursor(active={s.id: s.fingerprint for s in skills}, epochs=epochs)
@@ -68,3 +76,14 @@ def skill_sensor(context: dg.SensorEvaluationContext, skill_store: SkillStore) -
         cursor=json.dumps(nxt.model_dump(), separators=(",", ":")),
         skip_reason=None if requests else f"{len(skills)} active skills, none new or changed",
     )
+
+
+# skills_overview's automation condition is evaluated by this sensor; declared (not left to Dagster's
+# default sensor, which starts stopped) so that it runs as soon as the code location loads.
+overview_automation_sensor = dg.AutomationConditionSensorDefinition(
+    "skills_overview_automation",
+    target=dg.AssetSelection.assets("skills_overview"),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Refreshes skills_overview after skill_dataset updates (dataset and promotion runs).",
+)

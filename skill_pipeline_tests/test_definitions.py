@@ -17,7 +17,7 @@ def test_code_location_loads_with_every_asset_check_job_sensor_and_schedule():
     graph = defs.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {
         "synthetic_scenarios", "gold_standard_candidates", "skill_dataset", "prompt_experiment",
-        "prompt_comparison_all_skills",
+        "prompt_comparison_all_skills", "skills_overview",
     }
     assert {c.name for c in graph.asset_check_keys} >= {
         "synthetic_scenarios_are_complete", "size_and_balance", "unique_deterministic_ids", "no_placeholder_text",

@@ -33,6 +33,8 @@ def test_demo_twice_fills_every_skill_then_writes_nothing():
         # The demo's prompt comparison: v0-terse significantly worse than v1 over every skill.
         assert f"over {active} skills: worse" in first.comparison and "(gate fails)" in first.comparison
         assert "SingleCorrectAnswer" in first.table()
+        # The all-skills overview, materialised once at the end: one row per active skill.
+        assert first.overview.startswith(f"skills_overview: {active} skills") and "LLM cost to date n/a" in first.overview
 
         second = run_demo(instance)
         assert second.ok and second.promotion_rounds == []

@@ -135,7 +135,9 @@ class PooledComparisonConfig(dg.Config):
 
 
 @dg.asset(
-    group_name="evaluation",
+    group_name="experiments",
+    owners=["team:learning-data"],
+    code_version="pooled-v1",
     kinds={"opik"},
     deps=[PROMPT_EXPERIMENT_KEY],
     check_specs=[dg.AssetCheckSpec(POOLED_GATE, asset="prompt_comparison_all_skills",

@@ -55,7 +55,9 @@ def status_metadata(composition: Composition, report: SyncReport, backend: str) 
 
 @dg.asset(
     partitions_def=skills_partitions,
-    group_name="dataset",
+    group_name="datasets",
+    owners=["team:learning-data"],
+    code_version="dataset-v1",
     kinds={"opik"},
     description=(
         "The Opik evaluation dataset skill_{skill_id}_scenarios: 5 slots per difficulty 1–10. Eligible "

@@ -112,7 +112,8 @@ def challenge_task(llm: ScenarioLLM, prompt: PromptVersion, skill: Skill):
 
 @dg.asset(
     partitions_def=skills_partitions,
-    group_name="evaluation",
+    group_name="experiments",
+    owners=["team:learning-data"],
     kinds={"opik", "anthropic"},
     deps=["skill_dataset"],
     pool="anthropic",

@@ -17,7 +17,7 @@ from skill_pipeline.core.generation import (
 from skill_pipeline.models import DIFFICULTY_LEVELS, SCENARIOS_PER_DIFFICULTY, Skill, TokenUsage, dataset_name
 from skill_pipeline.partitions import skills_partitions
 from skill_pipeline.resources.dataset_store import DatasetStore
-from skill_pipeline.core.cost import estimate_cost_usd
+from skill_pipeline.core.cost import usage_metadata
 from skill_pipeline.resources.llm import ScenarioLLM
 from skill_pipeline.resources.skill_store import SkillStore
 
@@ -63,6 +63,7 @@ def frame_to_scenarios(frame: pd.DataFrame) -> list[SyntheticScenario]:
 @dg.asset(
     partitions_def=skills_partitions,
     group_name="generation",
+    owners=["team:learning-data"],
     kinds={"anthropic", "pandas"},
     pool="anthropic",
     code_version=SCENARIO_PROMPT_VERSION,
@@ -122,9 +123,7 @@ def synthetic_scenarios(
             "model": model or ", ".join(sorted({r.model for r in pool})),
             "prompt_version": SCENARIO_PROMPT_VERSION,
             "llm_calls": calls,
-            "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens,
-            "estimated_cost_usd": estimate_cost_usd(model or "", usage),
+            **usage_metadata(llm.generator, model or "", usage),
             "per_difficulty": table(
                 pd.DataFrame({"difficulty": list(DIFFICULTY_LEVELS), "scenarios": [by_difficulty.get(d, 0) for d in DIFFICULTY_LEVELS]})
             ),

@@ -24,6 +24,8 @@ class GoldStandardConfig(criteria_override_config(dg.Config)):  # type: ignore[m
 @dg.asset(
     partitions_def=skills_partitions,
     group_name="promotion",
+    owners=["team:learning-data"],
+    code_version="candidates-v1",
     kinds={"supabase", "opik", "pandas"},
     description=(
         "Every challenge of the skill judged on the evidence of its answers: malformed rows and answers "

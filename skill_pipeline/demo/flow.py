@@ -11,7 +11,7 @@ from skill_pipeline.demo.stores import seed_demo_stores
 from skill_pipeline.models import dataset_name
 from skill_pipeline.resources.dataset_store_local import LocalDatasetStore
 from skill_pipeline.resources.skill_store_sqlite import SqliteSkillStore
-from skill_pipeline.sensors import skill_sensor
+from skill_pipeline.sensors import skill_sensor, skill_tags
 
 MAX_PROMOTION_ROUNDS = 12
 # The demo prints its own summary; the full event log stays in the instance for `make dev`.
@@ -37,6 +37,7 @@ class DemoReport(BaseModel):
     promotion_rounds: list[dict[str, float]]
     ok: bool
     comparison: str = ""
+    overview: str = ""
 
     def table(self) -> str:
         lines = [f"{'skill':<32} {'items':>5} {'synthetic':>9} {'real-world':>10} {'real %':>6} {'written':>7} {'deleted':>7}"]
@@ -52,6 +53,8 @@ class DemoReport(BaseModel):
             ))
         if self.comparison:
             lines += ["", self.comparison]
+        if self.overview:
+            lines += ["", self.overview]
         return "\n".join(lines)
 
 
@@ -104,7 +107,8 @@ def run_demo(instance: dg.DagsterInstance, echo: Callable[[str], None] = lambda 
     for round_number in range(1, MAX_PROMOTION_ROUNDS + 1):
         promoted, shares = 0, {}
         for skill in skills:
-            run = promotion.execute_in_process(instance=instance, partition_key=skill.id, run_config=QUIET)
+            run = promotion.execute_in_process(instance=instance, partition_key=skill.id, run_config=QUIET,
+                                               tags=skill_tags(skill.name))
             meta = _metadata(run, "skill_dataset")
             promoted += meta.get("newly_promoted", 0)
             written[skill.id] = written.get(skill.id, 0) + meta.get("items_inserted", 0) + meta.get("items_updated", 0)
@@ -126,7 +130,23 @@ def run_demo(instance: dg.DagsterInstance, echo: Callable[[str], None] = lambda 
         )
     ok = all(row.items == 50 for row in rows)
     comparison = _compare_prompts(defs, instance, [s.id for s in skills], echo)
-    return DemoReport(rows=rows, promotion_rounds=rounds, ok=ok, comparison=comparison)
+    overview = _materialize_overview(defs, instance, echo)
+    return DemoReport(rows=rows, promotion_rounds=rounds, ok=ok, comparison=comparison, overview=overview)
+
+
+# 6. The all-skills overview once at the end (under `make dev` its automation sensor refreshes it).
+def _materialize_overview(defs: dg.Definitions, instance: dg.DagsterInstance, echo: Callable[[str], None]) -> str:
+    from skill_pipeline.assets.overview import skills_overview
+
+    result = dg.materialize([skills_overview], instance=instance, resources=defs.resources, run_config=QUIET,
+                            raise_on_error=False)
+    meta = _metadata(result, "skills_overview")
+    if not meta:
+        return "skills_overview: not materialised (see its run in the UI)"
+    line = (f"skills_overview: {meta['skill_count']} skills, real-world share overall "
+            f"{meta['real_world_pct/overall']}%, LLM cost to date {meta['llm_cost_usd_total']}")
+    echo(line)
+    return line
 
 
 # 5. One prompt comparison (self-contained step): v0-terse against v1 on every skill's items, one
@@ -139,8 +159,10 @@ def _compare_prompts(defs: dg.Definitions, instance: dg.DagsterInstance, skill_i
     config = {"ops": {"prompt_experiment": {"config": {"baseline_version": DEMO_BASELINE,
                                                       "candidate_version": DEMO_CANDIDATE}}}}
     experiment = defs.resolve_job_def("experiment")
+    names = {s.id: s.name for s in defs.resources["skill_store"].list_skills(active_only=False)}
     for skill_id in skill_ids:
         experiment.execute_in_process(instance=instance, partition_key=skill_id, run_config={**QUIET, **config},
+                                      tags=skill_tags(names.get(skill_id, skill_id)),
                                       raise_on_error=False)
     pooled = defs.resolve_job_def("prompt_comparison").execute_in_process(
         instance=instance, run_config=QUIET, raise_on_error=False)

@@ -39,6 +39,10 @@ class DatasetStore(ConfigurableResource, ABC):
     def is_remote(self) -> bool:
         """True for a real service: offline scenarios must never be written to one."""
 
+    def dataset_location(self, name: str) -> str:
+        """Where a user opens dataset ``name``: a URL for a service, a path for a file."""
+        return f"{self.backend}: {name}"
+
     @abstractmethod
     def dataset_exists(self, name: str) -> bool:
         """Whether dataset ``name`` exists (the sensor backfills skills without one)."""

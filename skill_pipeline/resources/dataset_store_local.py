@@ -63,6 +63,9 @@ class LocalDatasetStore(DatasetStore):
     def backend(self) -> str:
         return "local dataset store"
 
+    def dataset_location(self, name: str) -> str:
+        return f"{self.path} (dataset {name})"
+
     @property
     def is_remote(self) -> bool:
         return False

@@ -88,6 +88,16 @@ class OpikDatasetStore(DatasetStore):
     def is_remote(self) -> bool:
         return True
 
+    def dataset_location(self, name: str) -> str:
+        """The dataset's page in the Opik UI (the UI is served where the API's ``/api`` ends)."""
+        base = (self.url or "https://www.comet.com/opik/api").rstrip("/")
+        ui = f"{base.removesuffix('/api')}/{self.workspace or 'default'}/datasets"
+        try:
+            dataset = self._dataset(name)
+        except Exception:  # a link is a courtesy: never fail the overview for it
+            dataset = None
+        return f"{ui}/{dataset.id}/items" if dataset is not None and getattr(dataset, "id", None) else ui
+
     # -------------------------------------------------------------------------------- plumbing
     def _redact(self, text: str) -> str:
         return redact(text, self.api_key)
