@@ -33,3 +33,4 @@ def _no_production_credentials(monkeypatch, tmp_path):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SKILL_PIPELINE_HOME", str(tmp_path / "skill_pipeline_home"))
     yield
+

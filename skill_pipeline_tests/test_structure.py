@@ -77,7 +77,11 @@ def test_every_config_field_has_a_description(env):
     """What the launchpad shows: Dagster reads ``Field(description=...)``, never attribute docstrings."""
     defs = build_definitions(env)
     seen: dict[str, str] = {}
-    for job in defs.get_repository_def().get_all_jobs():
+    # Loaded under a live instance, as a code server does (an earlier test's schedule context can
+    # leave Dagster's defs-state storage pointing at a disposed test instance).
+    with dg.instance_for_test():
+        jobs = defs.get_repository_def().get_all_jobs()
+    for job in jobs:
         for node in job.graph.node_defs:
             schema = getattr(node, "config_schema", None)
             if schema is not None and getattr(schema, "config_type", None) is not None:
