@@ -147,8 +147,10 @@ class AnswerColumns:
                 raise _bad(what, rows, index, "user_key", "not an array of text")
             challenge = str(row["id"])
             challenge = self._strings.setdefault(challenge, challenge)
+            shared = np.empty(count, dtype=object)
+            shared[:] = [challenge] * count  # np.full(..., dtype=object) would copy the string per element
             self._append(
-                np.full(count, challenge, dtype=object),
+                shared,
                 _bools(arrays["is_correct"], [row] * count, "is_correct", what),
                 _numbers(arrays["response_time"], [row] * count, "response_time", what),
                 _numbers(arrays["confidence"], [row] * count, "confidence", what),
