@@ -22,6 +22,7 @@ from pydantic import Field, PrivateAttr, TypeAdapter, ValidationError
 from skill_pipeline.models import Skill
 from skill_pipeline.resources.redaction import redact
 from skill_pipeline.resources.skill_store import CHALLENGE_COLUMNS, ChallengeData, SkillNotFound, SkillStore
+from skill_pipeline.resources.skill_store_supabase_rpc import read_rpc
 from skill_pipeline.resources.skill_store_supabase_reads import (
     ANSWER_SELECT,
     AnswerColumns,
@@ -31,7 +32,6 @@ from skill_pipeline.resources.skill_store_supabase_reads import (
 from skill_pipeline.resources.supabase_rows import (
     CHALLENGE_ROWS,
     SKILL_ROWS,
-    ChallengeRow,
     SkillRow,
     SupabaseReadError,
     challenge_frame,
@@ -49,9 +49,6 @@ TRANSIENT_STATUSES: frozenset[int] = frozenset({502, 503, 504, 520})
 
 _SKILL_SELECT = "id,name,description,active,created_at"
 _CHALLENGE_SELECT = ",".join(CHALLENGE_COLUMNS)
-# PostgREST's answer when the function is not in its schema cache (not installed, or another
-# signature); 42883 is PostgreSQL's own "function does not exist", seen through older PostgREST.
-FUNCTION_NOT_FOUND = frozenset({"PGRST202", "42883"})
 
 
 class _TransientStatus(Exception):
@@ -295,59 +292,6 @@ class SupabaseSkillStore(SkillStore):
         if received > total:
             _log.info("Supabase: %d row(s) of %s were written during the read and are included", received - total, about)
 
-    # -- the SQL function -----------------------------------------------------------------------
-    def _read_rpc(self, client: Any, skill_id: str) -> tuple[list[ChallengeRow], AnswerColumns] | None:
-        """The skill through ``rpc_function``, a page of challenges a call; None when not installed."""
-        table = f"rpc/{self.rpc_function}"
-        what = f"Supabase {describe_read(table, skill_id)}"
-        for attempt in range(1, self.consistency_attempts + 1):
-            challenges: list[ChallengeRow] = []
-            answers = AnswerColumns(skill_id)
-            after: str | None = None
-            total: int | None = None
-            while True:
-                params = {"p_skill_id": skill_id, "p_after": after, "p_limit": self.rpc_page_size}
-                try:
-                    response = self._request(lambda p=params: client.rpc(self.rpc_function, p).execute(), table, skill_id)
-                except SupabaseReadError as exc:
-                    if exc.code in FUNCTION_NOT_FOUND and self.read_path == "auto" and after is None:
-                        return None  # detected on the first call: one request, then the keyset path
-                    raise
-                page = page_rows(response.data, table, skill_id)
-                rows = self._validated(CHALLENGE_ROWS, page, table, skill_id)
-                try:
-                    answers.add_packed(page, what)
-                except ValueError as exc:
-                    raise SupabaseReadError(str(exc), table=table, skill=skill_id) from None
-                if after is not None and rows and rows[0].id <= after:
-                    raise SupabaseReadError(f"{what}: challenges are not in id order after {after!r}", table=table,
-                                            skill=skill_id)
-                challenges.extend(rows)
-                if total is None:
-                    total = self._count_challenges(client, skill_id)
-                if not rows or (len(rows) < self.rpc_page_size and len(challenges) >= total):
-                    break
-                after = rows[-1].id
-            if len(challenges) >= total:
-                return challenges, answers
-            _log.warning("Supabase read of %s did not add up (%d challenges, count %d), read %d/%d", what,
-                         len(challenges), total, attempt, self.consistency_attempts)
-        raise SupabaseReadError(
-            f"{what} is incomplete: fewer challenges than the count (after {self.consistency_attempts} full read(s))",
-            table=table, skill=skill_id,
-        )
-
-    def _count_challenges(self, client: Any, skill_id: str) -> int:
-        """The skill's challenge count (one request), against which the function's pages are checked."""
-        counted = self._execute(
-            client, lambda q: q.select("id", count="exact").eq("skill_id", skill_id).order("id").limit(1),
-            "challenges", skill_id,
-        )
-        if counted.count is None:
-            raise SupabaseReadError(f"Supabase sent no row count for {describe_read('challenges', skill_id)}",
-                                    table="challenges", skill=skill_id)
-        return counted.count
-
     # -- interface ------------------------------------------------------------------------------
     def list_skills(self, active_only: bool = True) -> list[Skill]:
         filters = (lambda q: q.eq("active", True)) if active_only else (lambda q: q)
@@ -384,7 +328,7 @@ class SupabaseSkillStore(SkillStore):
         with self._session() as client:
             packed = None
             if self.read_path != "keyset" and not self._rpc_missing:
-                packed = self._read_rpc(client, skill_id)
+                packed = read_rpc(self, client, skill_id)
                 if packed is None:
                     self._rpc_missing = True
                     _log.info("Supabase: function %r is not installed (PGRST202); reading keyset pages of the "
