@@ -50,24 +50,30 @@ as $$
         coalesce(a.response_time, '{}'),
         coalesce(a.confidence, '{}'),
         coalesce(a.user_key, '{}')
-    from public.challenges c
+    from (
+        -- The page of challenges first: the answers are aggregated for this page only.
+        select ch.id, ch.skill_id, ch.difficulty, ch.question, ch.options_json, ch.correct_option, ch.explanation
+        from public.challenges ch
+        where ch.skill_id::text = p_skill_id
+          and (p_after is null or ch.id::text collate "C" > p_after)
+        order by ch.id::text collate "C"
+        limit least(greatest(coalesce(p_limit, 100), 1), 1000)
+    ) c
     left join lateral (
+        -- One aggregate node over one row stream: the four arrays are aligned element by element.
         select
             count(*)::integer as answer_count,
-            array_agg(x.is_correct order by x.id) as is_correct,
-            array_agg(x.response_time::double precision order by x.id) as response_time,
-            array_agg(x.confidence::double precision order by x.id) as confidence,
-            array_agg(
-                left(encode(sha256(convert_to(c.skill_id::text || ':' || x.user_id::text, 'UTF8')), 'hex'), 16)
-                order by x.id
-            ) as user_key
-        from public.answers x
-        where x.challenge_id = c.id
+            array_agg(x.is_correct) as is_correct,
+            array_agg(x.response_time::double precision) as response_time,
+            array_agg(x.confidence::double precision) as confidence,
+            array_agg(left(encode(sha256(convert_to(c.skill_id::text || ':' || x.user_id::text, 'UTF8')), 'hex'), 16))
+                as user_key
+        from (
+            select y.is_correct, y.response_time, y.confidence, y.user_id
+            from public.answers y where y.challenge_id = c.id order by y.id
+        ) x
     ) a on true
-    where c.skill_id::text = p_skill_id
-      and (p_after is null or c.id::text collate "C" > p_after)
     order by c.id::text collate "C"
-    limit least(greatest(coalesce(p_limit, 100), 1), 1000)
 $$;
 
 comment on function public.skill_pipeline_read(text, text, integer) is
