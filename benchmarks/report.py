@@ -27,6 +27,7 @@ BENCHMARK_MODULES: tuple[str, ...] = (
     "benchmarks.promotion_scan",
     "benchmarks.sync",
     "benchmarks.sensor_tick",
+    "benchmarks.read_paths",
 )
 RESULTS_PATH = Path(__file__).resolve().parent / "RESULTS.md"
 BUDGET_SECONDS = 600.0
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None, modules: list[Any] | None = None) -> int
     parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds in all (the smoke test's mode)")
     parser.add_argument(
         "--only", action="append", metavar="NAME",
-        help="run only this benchmark (generation, promotion_scan, sync, sensor_tick); repeatable",
+        help="run only this benchmark (generation, promotion_scan, sync, sensor_tick, read_paths); repeatable",
     )
     parser.add_argument(
         "--output", type=Path, default=None,

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from benchmarks import generation, promotion_scan, sensor_tick, sync
+from benchmarks import generation, promotion_scan, read_paths, sensor_tick, sync
 from benchmarks.common import Check, markdown_table
 from benchmarks.report import BenchmarkResult, main, render, run_all
 
@@ -33,8 +33,9 @@ EXPECTED_COLUMNS: dict[str, set[str]] = {
         "tick", "active_skills", "evaluation_s", "apply_partitions_s", "partitions_added", "run_requests",
         "run_keys_repeated", "cursor_bytes", "run_requests_serialized_bytes",
     },
+    "read_paths": {"kind", "path", "size", "latency_s", "requests", "seconds"},
 }
-MODULES = [generation, promotion_scan, sync, sensor_tick]
+MODULES = [generation, promotion_scan, sync, sensor_tick, read_paths]
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +104,18 @@ def test_sensor_tick_evaluates_three_ticks_over_every_skill(quick_results):
     assert all(r["active_skills"] == sensor_tick.QUICK_SKILLS for r in rows)
     assert rows[0]["partitions_added"] == sensor_tick.QUICK_SKILLS
     assert rows[0]["cursor_bytes"] > 0
+
+
+def test_read_paths_measure_each_path_and_both_judge_lookups(quick_results):
+    rows = quick_results["read_paths"].rows
+    answers = [r for r in rows if r["kind"] == "answers"]
+    assert {r["path"] for r in answers} == set(read_paths.PATHS)
+    by_path = {r["path"]: r for r in answers}
+    assert by_path["rpc"]["requests"] < by_path["keyset"]["requests"]
+    assert all(r["peak_rss_mib"] > 0 for r in answers)
+    judge = {r["path"]: r for r in rows if r["kind"] == "judge"}
+    assert judge["batched"]["requests"] < judge["per_challenge"]["requests"] == read_paths.QUICK_JUDGE_SIZES[0]
+    assert judge["batched"]["scores"] == judge["per_challenge"]["scores"]
 
 
 def test_the_report_holds_machine_targets_and_a_section_per_benchmark(quick_results):

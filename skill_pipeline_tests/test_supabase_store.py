@@ -124,7 +124,8 @@ def _answer_key(challenge_id: str, is_correct: Any, response_time: Any, confiden
 
 
 def frame_answers(frame: pd.DataFrame) -> Counter:
-    return Counter(_answer_key(*row) for row in frame[ANSWER_COLUMNS].itertuples(index=False, name=None))
+    columns = ["challenge_id", "is_correct", "response_time", "confidence"]
+    return Counter(_answer_key(*row) for row in frame[columns].itertuples(index=False, name=None))
 
 
 @pytest.fixture
@@ -160,7 +161,7 @@ def test_the_sdk_sends_what_the_fake_serves(fake: PostgrestFake, dataset: Datase
     assert request.method == "GET" and request.path == "/rest/v1/skills"
     assert request.params == [
         ("select", "id,name,description,active,created_at"), ("active", "eq.true"), ("order", "id.asc"),
-        ("offset", "0"), ("limit", "1000"),
+        ("limit", "1000"),
     ]
     assert request.headers["prefer"] == "count=exact"
     assert request.headers["apikey"] == "<right key>"
@@ -196,8 +197,9 @@ def test_list_skills_pages_when_the_server_caps_below_the_page_size(fake: Postgr
     skills = make_store(fake, page_size=1000).list_skills()
 
     assert [s.id for s in skills] == [f"s{i:04d}" for i in range(130) if i % 4 != 0]
-    offsets = [int(r.param("offset")) for r in fake.requests]
-    assert offsets == [0, 40, 80]
+    # Short pages (the server's cap) do not end the read before the first page's exact count is reached.
+    assert [r.position for r in fake.requests] == [0, 40, 80]
+    assert [r.param("id") for r in fake.requests] == [None, "gt.s0053", "gt.s0106"]
 
 
 def test_get_skill_and_unknown_skill(fake: PostgrestFake, dataset: Dataset) -> None:
@@ -230,26 +232,41 @@ def test_every_challenge_and_answer_is_read_exactly_once_past_the_row_cap(
 
     challenge_pages = fake.requests_for("challenges")
     answer_pages = fake.requests_for("answers")
-    assert [r.param("offset") for r in challenge_pages] == ["0", "1000", "2000"]
-    assert [r.param("offset") for r in answer_pages] == ["0", "1000", "2000", "3000", "4000", "5000"]
-    for request in challenge_pages + answer_pages:
-        assert request.param("order") == "id.asc"
-        assert request.headers["prefer"] == "count=exact"
-        assert request.status == 206
+    assert [r.position for r in challenge_pages] == [0, 1000, 2000]
+    assert [r.position for r in answer_pages] == [0, 1000, 2000, 3000, 4000, 5000]
+    assert data.read_path == "keyset"
+    for pages in (challenge_pages, answer_pages):
+        first, *rest = pages
+        assert first.headers["prefer"] == "count=exact" and first.status == 206  # the exact count, once
+        assert first.param("id") is None and first.param("offset") is None
+        for before, request in zip(pages, rest):
+            assert "prefer" not in request.headers and request.status == 200
+            assert request.param("id", ) is not None and request.param("id").startswith("gt.")
+        for request in pages:
+            assert request.param("order") == "id.asc" and request.param("limit") == "1000"
 
 
-def test_no_user_id_and_no_correctness_filter_is_ever_requested(fake: PostgrestFake, dataset: Dataset) -> None:
+def test_user_ids_stay_in_the_store_and_no_correctness_filter_is_ever_requested(
+    fake: PostgrestFake, dataset: Dataset
+) -> None:
     store = make_store(fake)
     store.list_skills()
     store.get_skill(SKILL)
-    store.load_challenges(SKILL)
+    data = store.load_challenges(SKILL)
 
-    assert fake.requests
-    for request in fake.requests:
-        assert "user_id" not in request.query
+    gets = [r for r in fake.requests if r.method == "GET"]
+    assert gets
+    for request in gets:
+        # Only the answers read selects user_id, to pseudonymise it as the page is read.
+        assert ("user_id" in request.query) == (request.table == "answers")
         assert "*" not in (request.param("select") or "*")
         assert "is_correct=" not in request.query  # the seed's answers.is_correct=eq.true / eq.undefined
         assert "undefined" not in request.query
+    assert "user_id" not in data.answers.columns
+    keys = set(data.answers["user_key"])
+    assert all(len(k) == 16 and int(k, 16) >= 0 for k in keys)
+    assert keys.isdisjoint(a["user_id"] for a in dataset.answers)
+    assert len(keys) == len({a["user_id"] for a in dataset.answers})
 
 
 def test_supabase_and_sqlite_return_equal_frames(fake: PostgrestFake, big_dataset: Dataset, tmp_path: Path) -> None:
@@ -296,9 +313,12 @@ def test_a_skill_without_challenges_gives_empty_frames_with_the_columns(fake: Po
     assert data.answers["is_correct"].dtype == bool
 
 
-def test_rows_written_while_paging_make_the_read_start_again(
+def test_rows_written_while_paging_neither_shift_nor_repeat_the_others(
     fake: PostgrestFake, dataset: Dataset, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Keyset pages: a row written behind the cursor waits for the next run, one ahead of it is read;
+    neither moves the rows already counted, so the read is not started again (offset paging had to)."""
+    caplog.set_level(logging.INFO)
     fake.max_rows = 100
     original = SupabaseSkillStore._execute
     pages: list[str] = []
@@ -307,19 +327,20 @@ def test_rows_written_while_paging_make_the_read_start_again(
         response = original(self, client, build, table, skill)
         pages.append(table)
         if table == "answers" and pages.count("answers") == 2:
-            # A user answers while we page: the new row sorts into the page already read, later rows shift.
             fake.load("answers", [{
-                "id": "an-0000000-new", "challenge_id": dataset.challenges[0]["id"], "user_id": "user-new",
+                "id": answer_id, "challenge_id": dataset.challenges[0]["id"], "user_id": "user-new",
                 "is_correct": False, "response_time": 1_234, "confidence": 2, "created_at": CREATED,
-            }])
+            } for answer_id in ("an-0000000-new", "an-999999-new")])
         return response
 
     monkeypatch.setattr(SupabaseSkillStore, "_execute", execute_then_insert)
-    data = make_store(fake, page_size=100).load_challenges(SKILL)
+    data = make_store(fake, page_size=100, read_path="keyset").load_challenges(SKILL)
 
     expected = dataset.expected_answers() + Counter([_answer_key(dataset.challenges[0]["id"], False, 1_234, 2)])
     assert frame_answers(data.answers) == expected
-    assert "did not add up" in caplog.text and "moved from 520 to 521" in caplog.text
+    assert "did not add up" not in caplog.text
+    assert "1 row(s) of table 'answers' for skill 'skill-python' were written during the read" in caplog.text
+    assert len(fake.requests_for("answers")) == 6  # one pass: 521 rows in pages of 100
 
 
 def test_answers_to_a_challenge_created_after_the_challenge_read_wait_for_the_next_run(
@@ -328,8 +349,8 @@ def test_answers_to_a_challenge_created_after_the_challenge_read_wait_for_the_ne
     original = SupabaseSkillStore._read_all
     late = challenge_rows(SKILL, 1, "zz-late")
 
-    def read_then_write(self, client, table, columns, skill, filters):  # type: ignore[no-untyped-def]
-        rows = original(self, client, table, columns, skill, filters)
+    def read_then_write(self, client, table, columns, skill, filters, sink=list):  # type: ignore[no-untyped-def]
+        rows = original(self, client, table, columns, skill, filters, sink)
         if table == "challenges":
             fake.load("challenges", late)
             fake.load("answers", answer_rows(late, 3, "zz-an"))
@@ -372,7 +393,7 @@ def test_transient_faults_are_retried_and_the_read_is_complete(
 
     assert time.monotonic() - started < 5.0  # a fractional timeout is kept (postgrest's own option makes it 0)
     assert frame_answers(data.answers) == dataset.expected_answers()
-    assert sum(1 for r in fake.requests_for("answers") if r.param("offset") == "100") == 1 + fault["times"]
+    assert sum(1 for r in fake.requests_for("answers") if r.position == 100) == 1 + fault["times"]
     assert fake.key not in caplog.text
 
 
@@ -408,7 +429,7 @@ def test_lasting_faults_raise_naming_supabase_the_table_and_the_skill(
     message = str(caught.value)
     assert "Supabase" in message and SKILL in message and f"'{table}'" in message and reason in message
     assert (caught.value.table, caught.value.skill) == (table, SKILL)
-    at_offset = [r for r in fake.requests_for(table) if r.param("offset") == "100"]
+    at_offset = [r for r in fake.requests_for(table) if r.position == 100]
     if requests_at_offset is not None:
         assert len(at_offset) == requests_at_offset  # 500, bad bodies: once; transient: max_attempts
     else:
@@ -464,7 +485,7 @@ def test_the_fake_rejects_what_postgrest_rejects(fake: PostgrestFake, dataset: D
     assert seed_filter.value.code == "22P02"
 
     with pytest.raises(APIError) as operator:
-        client.table("challenges").select("id").gt("difficulty", 3).execute()
+        client.table("challenges").select("id").like("question", "%loop%").execute()
     assert operator.value.code == "PGRST100"
 
     with pytest.raises(APIError) as not_embedded:

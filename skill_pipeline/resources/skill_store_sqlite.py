@@ -23,6 +23,7 @@ from skill_pipeline.resources.skill_store import (
     SkillStore,
     normalise_answers,
     normalise_challenges,
+    user_keys,
 )
 
 SCHEMA = """
@@ -107,11 +108,15 @@ class SqliteSkillStore(SkillStore):
                 conn, params=(skill_id,),
             )
             answers = pd.read_sql_query(
-                "select a.challenge_id, a.is_correct, a.response_time, a.confidence from answers a "
+                "select a.challenge_id, a.is_correct, a.response_time, a.confidence, a.user_id from answers a "
                 "join challenges c on c.id = a.challenge_id where c.skill_id = ? order by a.id",
                 conn, params=(skill_id,),
             )
-        return ChallengeData(challenges=normalise_challenges(challenges), answers=normalise_answers(answers))
+        # The user id is replaced by its pseudonym here and goes no further (SQLite has no sha256).
+        answers["user_key"] = user_keys(skill_id, answers.pop("user_id"))
+        return ChallengeData(
+            challenges=normalise_challenges(challenges), answers=normalise_answers(answers), read_path="sqlite"
+        )
 
     # Writes, for the demo and tests (the app owns these tables in production).
     def upsert_skill(self, skill: Skill) -> None:

@@ -1,6 +1,10 @@
 """The app's tables in Supabase, read through PostgREST with the ``supabase`` SDK.
 
-The SDK is imported when a session opens, not at module import: the code location loads without it.
+Two read paths for a skill's challenges and answers: the SQL function shipped in
+``supabase/migrations`` (``skill_pipeline_read``: one request per page of challenges, answers packed
+as arrays, user keys pseudonymised in SQL) when it is installed, and keyset pages of the tables
+otherwise. ``ChallengeData.read_path`` says which one a read took. The SDK is imported when a
+session opens, not at module import: the code location loads without it.
 """
 
 from __future__ import annotations
@@ -8,30 +12,33 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import tenacity
-from pydantic import Field, TypeAdapter, ValidationError
+import numpy as np
+from pydantic import Field, PrivateAttr, TypeAdapter, ValidationError
 
 from skill_pipeline.models import Skill
 from skill_pipeline.resources.redaction import redact
 from skill_pipeline.resources.skill_store import CHALLENGE_COLUMNS, ChallengeData, SkillNotFound, SkillStore
+from skill_pipeline.resources.skill_store_supabase_rpc import read_rpc
+from skill_pipeline.resources.skill_store_supabase_reads import (
+    ANSWER_SELECT,
+    AnswerColumns,
+    ForeignRows,
+    InconsistentRead,
+)
 from skill_pipeline.resources.supabase_rows import (
-    ANSWER_ROWS,
     CHALLENGE_ROWS,
     SKILL_ROWS,
     SkillRow,
     SupabaseReadError,
-    describe_read,
-    answer_frame,
     challenge_frame,
+    describe_read,
     page_rows,
     validate_rows,
 )
-
-# Imports for this section live here so that the section can be read (and owned) on its own.
-
 
 _log = logging.getLogger(__name__)
 
@@ -42,9 +49,6 @@ TRANSIENT_STATUSES: frozenset[int] = frozenset({502, 503, 504, 520})
 
 _SKILL_SELECT = "id,name,description,active,created_at"
 _CHALLENGE_SELECT = ",".join(CHALLENGE_COLUMNS)
-# ``id`` is read for ordering and de-duplication only; ``user_id`` is never requested. The embedded
-# ``challenges!inner(skill_id)`` is what the skill filter applies to (see ``load_challenges``).
-_ANSWER_SELECT = "id,challenge_id,is_correct,response_time,confidence,challenges!inner(skill_id)"
 
 
 class _TransientStatus(Exception):
@@ -57,10 +61,6 @@ class _TransientStatus(Exception):
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(f"HTTP {status} {reason}".strip())
         self.status = status
-
-
-class _InconsistentRead(Exception):
-    """The pages of one read do not add up (rows missing, repeated, or the total moved)."""
 
 
 def _raise_on_transient_status(response: httpx.Response) -> None:
@@ -76,13 +76,20 @@ class SupabaseSkillStore(SkillStore):
 
     What the SDK leaves to us, and what this class does about it:
 
-    * Hosted PostgREST returns at most ``max-rows`` (1000) rows per request, silently. Every table
-      read is paged with ``.order("id")`` (a unique key: without an order, pages repeat and skip
-      rows) and ``.range()``, with ``count="exact"``. The offset advances by the rows actually
-      received, so a server cap below ``page_size`` still reads everything; the read ends when the
-      Content-Range total is reached. Rows received must equal that total, ids must not repeat
-      and the total must not move between pages; otherwise the whole read is done again (rows
-      written while paging shift offsets), up to ``consistency_attempts`` times, then it fails.
+    * Hosted PostgREST returns at most ``max-rows`` (1000) rows per request, silently. Tables are
+      read in keyset pages: ``id > <last id>`` ordered by ``id`` (a unique key), so a page costs the
+      same at the millionth row as at the first (an ``OFFSET`` page at 999k cost 2.9 s on
+      PostgreSQL 15), and rows written while paging neither shift nor repeat the others.
+      ``count=exact`` is asked once, on the first page. A page shorter than asked ends the read
+      only once that count is reached (a server cap below ``page_size`` still reads everything).
+      Fewer rows than the count, an id seen twice, or a page repeating the cursor make the whole
+      read start again, up to ``consistency_attempts`` times, then it fails. More rows than the
+      count are answers written during the read: they are kept.
+    * The SQL function of ``supabase/migrations`` (``rpc_function``) returns a page of challenges
+      with their answers packed per challenge: one request per ``rpc_page_size`` challenges, not
+      per 1,000 answers. It is used when installed (``read_path="auto"``): PostgREST's PGRST202
+      ("function not found") is detected once per resource and the keyset path taken instead. The
+      challenge count (one request) checks that no page of challenges was lost.
     * A 200 whose body is cut short comes back as ``resp.data`` holding a string: every page is
       checked to be a JSON array of objects, and every row is validated (missing column -> error
       naming the row).
@@ -112,6 +119,18 @@ class SupabaseSkillStore(SkillStore):
         default=1.0, ge=0, description="first wait between tries; doubles each retry, capped at 30 s"
     )
     consistency_attempts: int = Field(default=3, ge=1, description="full re-reads of a table whose pages do not add up")
+    read_path: Literal["auto", "rpc", "keyset"] = Field(
+        default="auto",
+        description="auto: the SQL function when installed, else keyset pages; rpc: the function or fail; keyset",
+    )
+    rpc_function: str = Field(
+        default="skill_pipeline_read", description="SQL function of supabase/migrations (SECURITY INVOKER, STABLE)"
+    )
+    rpc_page_size: int = Field(
+        default=100, ge=1, le=1000, description="challenges per call of the SQL function (answers come packed with them)"
+    )
+
+    _rpc_missing: bool = PrivateAttr(default=False)
 
     @property
     def backend(self) -> str:
@@ -158,6 +177,10 @@ class SupabaseSkillStore(SkillStore):
 
     # -- one request ----------------------------------------------------------------------------
     def _execute(self, client: Any, build: Callable[[Any], Any], table: str, skill: str | None) -> Any:
+        """One request on ``table``: ``build`` gets ``client.table(table)`` and returns the query."""
+        return self._request(lambda: build(client.table(table)).execute(), table, skill)
+
+    def _request(self, send: Callable[[], Any], table: str, skill: str | None) -> Any:
         """Run one PostgREST request with bounded retries; every failure becomes SupabaseReadError."""
         from postgrest.exceptions import APIError  # the SDK's; imported with it, when a read runs
 
@@ -179,7 +202,7 @@ class SupabaseSkillStore(SkillStore):
             reraise=True,
         )
         try:
-            return retrying(lambda: build(client.table(table)).execute())
+            return retrying(send)
         except _RETRYABLE as exc:
             raise SupabaseReadError(
                 f"Supabase read of {about} failed after {self.max_attempts} attempt(s): {self._scrub(_describe(exc))}",
@@ -190,20 +213,24 @@ class SupabaseSkillStore(SkillStore):
             hint = f"; hint: {exc.hint}" if exc.hint else ""
             raise SupabaseReadError(
                 self._scrub(f"Supabase returned error{code} reading {about}: {exc.message}{hint}"),
-                table=table, skill=skill,
+                table=table, skill=skill, code=exc.code,
             ) from None
 
-    # -- paged read -----------------------------------------------------------------------------
+    # -- keyset read ----------------------------------------------------------------------------
     def _read_all(
-        self, client: Any, table: str, columns: str, skill: str | None, filters: Callable[[Any], Any]
-    ) -> list[dict[str, Any]]:
-        """Every row of ``table`` matching ``filters``, ordered by id, verified against the count."""
+        self, client: Any, table: str, columns: str, skill: str | None, filters: Callable[[Any], Any],
+        sink: Callable[[], Any] = list,
+    ) -> Any:
+        """Every row of ``table`` matching ``filters``, in keyset pages, handed to a fresh ``sink()``
+        per attempt (a list of row dicts, or ``AnswerColumns``); verified against the count."""
         about = describe_read(table, skill)
         problem = ""
         for attempt in range(1, self.consistency_attempts + 1):
+            received = sink()
             try:
-                return self._read_pages(client, table, columns, skill, filters)
-            except _InconsistentRead as exc:
+                self._read_pages(client, table, columns, skill, filters, received)
+                return received
+            except InconsistentRead as exc:
                 problem = str(exc)
                 _log.warning("Supabase read of %s did not add up (%s), read %d/%d", about, problem, attempt,
                              self.consistency_attempts)
@@ -213,47 +240,57 @@ class SupabaseSkillStore(SkillStore):
         )
 
     def _read_pages(
-        self, client: Any, table: str, columns: str, skill: str | None, filters: Callable[[Any], Any]
-    ) -> list[dict[str, Any]]:
+        self, client: Any, table: str, columns: str, skill: str | None, filters: Callable[[Any], Any], sink: Any
+    ) -> None:
         about = describe_read(table, skill)
-        rows: list[dict[str, Any]] = []
-        seen: set[Any] = set()
+        what = f"Supabase {about}"
         total: int | None = None
-        offset = 0
+        received = 0
+        last: str | None = None
+        seen: set[str] = set()
         while True:
-            def page_query(query: Any, start: int = offset) -> Any:
-                # Ordered on the primary key: without it PostgreSQL may order each page differently.
-                return filters(query.select(columns, count="exact")).order("id").range(start, start + self.page_size - 1)
+            def page_query(query: Any, after: str | None = last, first: bool = total is None) -> Any:
+                query = filters(query.select(columns, count="exact") if first else query.select(columns))
+                if after is not None:
+                    query = query.gt("id", after)
+                return query.order("id").limit(self.page_size)
 
             response = self._execute(client, page_query, table, skill)
             page = page_rows(response.data, table, skill)
-            if response.count is None:
-                raise SupabaseReadError(
-                    f"Supabase sent no row count (Content-Range total) for {about}: the read cannot be verified",
-                    table=table, skill=skill,
-                )
             if total is None:
-                total = response.count
-            elif response.count != total:
-                raise _InconsistentRead(f"the row count moved from {total} to {response.count} while paging")
-            for row in page:
-                row_id = row.get("id")
-                if row_id is None:
+                if response.count is None:
                     raise SupabaseReadError(
-                        f"Supabase returned a row without 'id' for {about} (offset {offset})", table=table, skill=skill
+                        f"Supabase sent no row count (Content-Range total) for {about}: the read cannot be verified",
+                        table=table, skill=skill,
                     )
-                if row_id in seen:
-                    raise _InconsistentRead(
-                        f"row id {row_id!r} came back twice (a page lost rows, or rows moved while paging)"
-                    )
-                seen.add(row_id)
-            rows.extend(page)
-            offset += len(page)
-            if not page or offset >= total:
+                total = response.count
+            try:
+                if isinstance(sink, AnswerColumns):
+                    ids = sink.add_rows(page, what)
+                else:
+                    ids = [str(row["id"]) if "id" in row else _missing_id(about, received) for row in page]
+                    if repeated := seen.intersection(ids):
+                        raise InconsistentRead(f"row id {sorted(repeated)[0]!r} came back twice")
+                    seen.update(ids)
+                    sink.extend(page)
+            except ValueError as exc:
+                raise SupabaseReadError(str(exc), table=table, skill=skill) from None
+            except ForeignRows as exc:
+                raise SupabaseReadError(
+                    f"Supabase returned answers of another skill for {about}: {exc.ids[:5]}", table=table, skill=skill
+                ) from None
+            if last is not None and last in ids:
+                raise InconsistentRead(f"the page after id {last!r} repeated it (the server ignored id=gt.)")
+            received += len(page)
+            if not page or (len(page) < self.page_size and received >= total):
                 break
-        if len(rows) != total:
-            raise _InconsistentRead(f"received {len(rows)} rows but the Content-Range total is {total}")
-        return rows
+            last = ids[-1]
+        if isinstance(sink, AnswerColumns) and sink.repeated_ids():
+            raise InconsistentRead("an answer id came back twice (the server ignored the order or the cursor)")
+        if received < total:
+            raise InconsistentRead(f"received {received} rows but the exact count at the first page was {total}")
+        if received > total:
+            _log.info("Supabase: %d row(s) of %s were written during the read and are included", received - total, about)
 
     # -- interface ------------------------------------------------------------------------------
     def list_skills(self, active_only: bool = True) -> list[Skill]:
@@ -279,47 +316,52 @@ class SupabaseSkillStore(SkillStore):
     def load_challenges(self, skill_id: str) -> ChallengeData:
         """Every challenge of the skill and every answer to them (correct or not).
 
-        Answers are read with one paged query filtered through the embedded parent,
-        ``answers?select=...,challenges!inner(skill_id)&challenges.skill_id=eq.<id>&order=id``:
+        The SQL function when installed (``read_path``), else keyset pages of both tables. Answers
+        are read with one keyset query filtered through the embedded parent,
+        ``answers?select=...,challenges!inner(skill_id)&challenges.skill_id=eq.<id>&id=gt.<last>&order=id.asc``:
         PostgREST (>= 9; Supabase runs 12+) turns ``!inner`` plus the embedded filter into an
-        inner join, and ``count=exact`` counts the joined top-level rows, so paging and the count
-        check work as for a plain table. The alternative, ``challenge_id=in.(...)`` with the
-        challenge ids, puts 2,500 UUIDs (~95 KB) in a URL, past what gateways accept, and would
-        need batches of ids each paged on its own. The embedded ``skill_id`` of every row is checked.
+        inner join, and ``count=exact`` counts the joined top-level rows. The alternative,
+        ``challenge_id=in.(...)``, puts 2,500 UUIDs (~95 KB) in a URL, past what gateways accept.
+        The embedded ``skill_id`` of every row is checked. Answer row order is not part of the
+        contract (the function returns them grouped by challenge).
         """
         with self._session() as client:
-            challenge_rows = self._validated(
-                CHALLENGE_ROWS,
-                self._read_all(client, "challenges", _CHALLENGE_SELECT, skill_id, lambda q: q.eq("skill_id", skill_id)),
-                "challenges", skill_id,
-            )
-            answer_rows = self._validated(
-                ANSWER_ROWS,
-                self._read_all(
-                    client, "answers", _ANSWER_SELECT, skill_id, lambda q: q.eq("challenges.skill_id", skill_id)
-                ),
-                "answers", skill_id,
-            )
+            packed = None
+            if self.read_path != "keyset" and not self._rpc_missing:
+                packed = read_rpc(self, client, skill_id)
+                if packed is None:
+                    self._rpc_missing = True
+                    _log.info("Supabase: function %r is not installed (PGRST202); reading keyset pages of the "
+                              "tables (see supabase/README.md)", self.rpc_function)
+            if packed is not None:
+                challenge_rows, answers = packed
+                path = "rpc"
+            else:
+                path = "keyset"
+                challenge_rows = self._validated(
+                    CHALLENGE_ROWS,
+                    self._read_all(client, "challenges", _CHALLENGE_SELECT, skill_id, lambda q: q.eq("skill_id", skill_id)),
+                    "challenges", skill_id,
+                )
+                answers = self._read_all(
+                    client, "answers", ANSWER_SELECT, skill_id, lambda q: q.eq("challenges.skill_id", skill_id),
+                    sink=lambda: AnswerColumns(skill_id),
+                )
         if foreign := [c.id for c in challenge_rows if c.skill_id != skill_id]:
             raise SupabaseReadError(
                 f"Supabase returned challenges of another skill for table 'challenges' for skill {skill_id!r}: {foreign[:5]}",
                 table="challenges", skill=skill_id,
             )
-        if foreign := [a.id for a in answer_rows if a.challenges.skill_id != skill_id]:
-            raise SupabaseReadError(
-                f"Supabase returned answers of another skill for table 'answers' for skill {skill_id!r}: {foreign[:5]}",
-                table="answers", skill=skill_id,
-            )
-        known = {c.id for c in challenge_rows}
-        late = [a for a in answer_rows if a.challenge_id not in known]
-        if late:
+        known = np.array([c.id for c in challenge_rows], dtype=object)
+        late = ~np.isin(answers.challenge_ids(), known)
+        if late.any():
             # A challenge created between the two reads: its answers belong to the next run.
             _log.warning(
                 "Supabase: %d answer(s) for skill %r belong to challenges created after the challenge read; "
-                "left for the next run", len(late), skill_id,
+                "left for the next run", int(late.sum()), skill_id,
             )
-            answer_rows = [a for a in answer_rows if a.challenge_id in known]
-        return ChallengeData(challenges=challenge_frame(challenge_rows), answers=answer_frame(answer_rows))
+            answers.keep(~late)
+        return ChallengeData(challenges=challenge_frame(challenge_rows), answers=answers.frame(), read_path=path)
 
     # -- helpers --------------------------------------------------------------------------------
     @staticmethod
@@ -351,5 +393,5 @@ def _describe(exc: BaseException | None) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-
-
+def _missing_id(about: str, position: int) -> str:
+    raise ValueError(f"Supabase returned a row without 'id' for {about} (after {position} rows)")

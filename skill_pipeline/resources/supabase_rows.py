@@ -2,7 +2,9 @@
 
 The SDK checks nothing: a row missing a column, a body cut short (``resp.data`` holding a string)
 or a jsonb column in another shape would otherwise surface as a KeyError far from its cause. Every
-page is checked here and every row validated, and the errors name the table, the skill and the row.
+page is checked here and every skill and challenge row validated, and the errors name the table,
+the skill and the row. Answers, a million for a big skill, are checked column-wise instead
+(``skill_store_supabase_reads``): a pydantic object per answer is what cost gigabytes.
 """
 
 from __future__ import annotations
@@ -14,20 +16,23 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, field_validator
 
-from skill_pipeline.resources.skill_store import ANSWER_COLUMNS, CHALLENGE_COLUMNS, normalise_answers, normalise_challenges
+from skill_pipeline.resources.skill_store import CHALLENGE_COLUMNS, normalise_challenges
 
 
 class SupabaseReadError(RuntimeError):
     """A read from Supabase failed for good. The message names Supabase, the table and the skill."""
 
-    def __init__(self, message: str, *, table: str | None, skill: str | None) -> None:
+    def __init__(self, message: str, *, table: str | None, skill: str | None, code: str | None = None) -> None:
         super().__init__(message)
         self.table = table
         self.skill = skill
+        self.code = code  # PostgREST's or PostgreSQL's error code, when the server sent one (PGRST202, 42501)
 
 
 def describe_read(table: str, skill: str | None) -> str:
-    return f"table {table!r} for skill {skill!r}" if skill is not None else f"table {table!r} (skill list)"
+    """``table 'answers' for skill 'x'``; a SQL function is named as such (``rpc/<name>``)."""
+    what = f"function {table.removeprefix('rpc/')!r}" if table.startswith("rpc/") else f"table {table!r}"
+    return f"{what} for skill {skill!r}" if skill is not None else f"{what} (skill list)"
 
 
 class Row(BaseModel):
@@ -61,19 +66,6 @@ class ChallengeRow(Row):
         return value
 
 
-class EmbeddedChallenge(Row):
-    skill_id: str
-
-
-class AnswerRow(Row):
-    id: str
-    challenge_id: str
-    is_correct: bool
-    response_time: float | None
-    confidence: float | None
-    challenges: EmbeddedChallenge
-
-
 def validate_rows(adapter: TypeAdapter, rows: list[dict[str, Any]], what: str) -> list:
     """Validate rows, naming the first bad row by position and id (the SDK checks nothing)."""
     try:
@@ -91,7 +83,6 @@ def validate_rows(adapter: TypeAdapter, rows: list[dict[str, Any]], what: str) -
 
 SKILL_ROWS = TypeAdapter(list[SkillRow])
 CHALLENGE_ROWS = TypeAdapter(list[ChallengeRow])
-ANSWER_ROWS = TypeAdapter(list[AnswerRow])
 
 
 def page_rows(data: Any, table: str, skill: str | None) -> list[dict[str, Any]]:
@@ -114,11 +105,4 @@ def challenge_frame(rows: list[ChallengeRow]) -> pd.DataFrame:
     """CHALLENGE_COLUMNS with fixed dtypes (SQLite's depend on the data: object when empty)."""
     return normalise_challenges(
         pd.DataFrame([row.model_dump(include=set(CHALLENGE_COLUMNS)) for row in rows], columns=CHALLENGE_COLUMNS)
-    )
-
-
-def answer_frame(rows: list[AnswerRow]) -> pd.DataFrame:
-    """ANSWER_COLUMNS: ``is_correct`` bool, ``response_time`` (ms) and ``confidence`` float with NaN for null."""
-    return normalise_answers(
-        pd.DataFrame([row.model_dump(include=set(ANSWER_COLUMNS)) for row in rows], columns=ANSWER_COLUMNS)
     )

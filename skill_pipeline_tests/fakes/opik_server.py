@@ -1138,6 +1138,10 @@ class FakeOpik:
             def scores(trace: dict[str, Any]) -> list[float]:
                 return [s["value"] for s in trace.get("feedback_scores") or [] if s["name"] == key]
 
+            if operator in ("is_empty", "is_not_empty") and value not in ("", None):
+                raise BadRequest(f"{operator} takes no value, got {value!r}")
+            if spec.get("type") not in (None, "feedback_scores_number"):
+                raise BadRequest(f"a feedback score filter has type feedback_scores_number, not {spec.get('type')!r}")
             if operator == "is_not_empty":
                 return lambda trace: bool(scores(trace))
             if operator == "is_empty":

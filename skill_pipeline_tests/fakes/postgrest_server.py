@@ -27,6 +27,7 @@ Text is compared bytewise (PostgreSQL's ``C`` collation); ids should sort the sa
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 import socket
@@ -98,7 +99,7 @@ FaultKind = Literal[
 ]
 
 RESERVED_PARAMS = {"select", "order", "offset", "limit", "columns", "on_conflict"}
-SUPPORTED_OPERATORS = {"eq", "in", "is"}
+SUPPORTED_OPERATORS = {"eq", "in", "is", "gt", "gte", "lt", "lte"}
 KNOWN_OPERATORS = {
     "eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "match", "imatch", "in", "is", "isdistinct",
     "fts", "plfts", "phfts", "wfts", "cs", "cd", "ov", "sl", "sr", "nxr", "nxl", "adj", "not", "or", "and",
@@ -143,6 +144,10 @@ class RecordedRequest:
     headers: dict[str, str]  # lower-case names; apikey/authorization replaced by whether they were right
     status: int = 0
     fault: str | None = None
+    # Where the page starts among the rows matching every filter but the keyset cursor (``id=gt.``):
+    # the offset of an offset page, the rows before the cursor of a keyset page. Faults match on it.
+    position: int = 0
+    body: Any = None  # the JSON arguments of an RPC call
 
     @property
     def table(self) -> str:
@@ -285,11 +290,18 @@ class Filter:
     def test(self, row_value: Any) -> bool:
         if self.op == "eq":
             result = row_value is not None and row_value == self.value
+        elif self.op in _COMPARE:
+            result = row_value is not None and _COMPARE[self.op](row_value, self.value)
         elif self.op == "in":
             result = row_value is not None and row_value in self.value
         else:  # is
             result = row_value is self.value if self.value is not None else row_value is None
         return not result if self.negate else result
+
+
+_COMPARE = {
+    "gt": lambda a, b: a > b, "gte": lambda a, b: a >= b, "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b,
+}
 
 
 def _sortable(value: Any, column: Column) -> Any:
@@ -324,6 +336,11 @@ class PostgrestFake:
         self.violations: list[str] = []
         self.faults: list[Fault] = []
         self._lookups: dict[tuple[str, str], dict[Any, list[dict[str, Any]]]] = {}
+        # Filtered, embedded, ordered rows of a query without its cursor and range, so that a keyset
+        # or offset page costs a slice (the benchmarks page through 10⁶ answers); cleared by ``load``.
+        self._results: dict[tuple, list[dict[str, Any]]] = {}
+        self.latency = 0.0  # seconds added to every response (a round trip to a hosted project)
+        self.functions: dict[str, Any] = {}  # installed SQL functions (``postgrest_rpc``), by name
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server = _QuickStopHTTPServer("127.0.0.1", 0, threaded=True)
@@ -386,6 +403,7 @@ class PostgrestFake:
                 stored.append(clean)
             self.tables[table].extend(stored)
             self._lookups = {k: v for k, v in self._lookups.items() if k[0] != table}
+            self._results = {}
 
     def _lookup(self, table: str, column: str) -> dict[Any, list[dict[str, Any]]]:
         """Rows of ``table`` by the value of ``column`` (embeds and foreign-key checks), rebuilt after a load."""
@@ -431,8 +449,16 @@ class PostgrestFake:
 
     def _handle(self, request: Request) -> Response:
         recorded = self._record(request)
+        if self.latency:
+            self._stopping.wait(self.latency)
         try:
             self._authorise(request)
+            if request.path.startswith("/rest/v1/rpc/"):
+                from skill_pipeline_tests.fakes.postgrest_rpc import call_function
+
+                status, body, headers = call_function(self, request, recorded)
+                recorded.status = status
+                return self._response(status, body, headers)
             if request.method not in ("GET", "HEAD"):
                 raise PostgrestError(405, "PGRST117", f"Unsupported HTTP method: {request.method} "
                                      "(the pipeline never writes to the app's tables)")
@@ -445,7 +471,7 @@ class PostgrestFake:
                 self._violation(recorded, f"{exc.status} {json.dumps(exc.body)}")
             recorded.status = exc.status
             return Response(json.dumps(exc.body), status=exc.status, content_type="application/json; charset=utf-8")
-        fault = self._take_fault(table, _int_param(request, "offset", 0))
+        fault = self._take_fault(table, recorded.position)
         if fault is not None:
             recorded.fault = fault.kind
             return self._faulty(fault, request, recorded, status, body, headers)
@@ -534,20 +560,36 @@ class PostgrestFake:
         prefer = [p.strip() for p in request.headers.get("Prefer", "").split(",") if p.strip()]
         count_wanted = any(p in ("count=exact", "count=planned", "count=estimated") for p in prefer)
 
+        # A keyset cursor on the order's only column (``id=gt.X&order=id.asc``) is applied by bisection
+        # on the cached result; every other filter is part of the cached query.
+        cursor = [f for f in filters if f.path == ("id",) and f.op in ("gt", "gte") and not f.negate
+                  and order == [("id", False, False)]]
+        filters = [f for f in filters if f not in cursor]
+        key = (table, args.get("select", "*"), tuple((f.path, f.op, repr(f.value), f.negate) for f in filters),
+               tuple(order), None if order else offset)
         with self._lock:
-            rows = [self._embed(table, row, items, filters, ()) for row in self.tables[table]]
-        rows = [row for row in rows if row is not None]
-        if order:
-            for column, descending, nulls_first in reversed(order):
-                kind = SCHEMA[table][column]
-                present = [r for r in rows if r["__row__"][column] is not None]
-                absent = [r for r in rows if r["__row__"][column] is None]
-                present.sort(key=lambda r: _sortable(r["__row__"][column], kind), reverse=descending)
-                rows = absent + present if nulls_first else present + absent
-        else:
-            # No order: PostgreSQL promises none, and plans change between pages. A shuffle that
-            # differs per offset makes pages repeat and skip rows, as they can in production.
-            rows.sort(key=lambda r: zlib.crc32(f"{r['__row__']['id']}:{offset}".encode()))
+            rows = self._results.get(key)
+            if rows is None:
+                rows = [self._embed(table, row, items, filters, ()) for row in self.tables[table]]
+                rows = [row for row in rows if row is not None]
+                if order:
+                    for column, descending, nulls_first in reversed(order):
+                        kind = SCHEMA[table][column]
+                        present = [r for r in rows if r["__row__"][column] is not None]
+                        absent = [r for r in rows if r["__row__"][column] is None]
+                        present.sort(key=lambda r: _sortable(r["__row__"][column], kind), reverse=descending)
+                        rows = absent + present if nulls_first else present + absent
+                else:
+                    # No order: PostgreSQL promises none, and plans change between pages. A shuffle that
+                    # differs per offset makes pages repeat and skip rows, as they can in production.
+                    rows.sort(key=lambda r: zlib.crc32(f"{r['__row__']['id']}:{offset}".encode()))
+                self._results[key] = rows
+        start = 0
+        for flt in cursor:
+            ids = _IdKeys(rows)
+            start = max(start, (bisect.bisect_right if flt.op == "gt" else bisect.bisect_left)(ids, flt.value))
+        recorded.position = start + offset
+        rows = rows[start:]
         total = len(rows)
         cap = self.max_rows if limit is None else min(limit, self.max_rows)
         page = rows[offset: offset + cap]
@@ -611,9 +653,9 @@ class PostgrestFake:
                                      details=f"unknown operator {op!r}")
             if op not in SUPPORTED_OPERATORS:
                 raise PostgrestError(400, "PGRST100", f'"failed to parse filter ({raw})"',
-                                     details=f"operator {op!r} is not implemented by this fake (eq, in, is)")
+                                     details=f"operator {op!r} is not implemented by this fake (eq, in, is, gt, gte, lt, lte)")
             kind = SCHEMA[target][column]
-            if op == "eq":
+            if op == "eq" or op in _COMPARE:
                 parsed: Any = _coerce(value, kind)
             elif op == "in":
                 parsed = [_coerce(v, kind) for v in _parse_in_list(value)]
@@ -671,6 +713,19 @@ class PostgrestFake:
             outs = [e["__out__"] for e in embedded]
             out[item.key] = outs if to_many else (outs[0] if outs else None)
         return {"__row__": row, "__out__": out}
+
+
+class _IdKeys:
+    """The ``id`` of each cached row as a sequence ``bisect`` can search without copying."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self._rows = rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, index: int) -> Any:
+        return self._rows[index]["__row__"]["id"]
 
 
 def _int_param(request: Request, name: str, default: int | None) -> Any:
