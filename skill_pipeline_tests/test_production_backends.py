@@ -232,7 +232,7 @@ def test_the_pipeline_runs_on_the_production_backends(backends: Backends) -> Non
         assert sources["real_world"] == metadata(result, "skill_dataset")["real_world_count"] > 0
         assert metadata(result, "synthetic_scenarios")["generators"] == "anthropic: 50"
 
-        # The judge scores were read from Opik traces, one search per challenge.
+        # The judge scores were read from Opik traces in a few batched searches, not one per challenge.
         candidates = metadata(result, "gold_standard_candidates")
         skill_challenges = [c[0] for c in build_demo_data().challenges if c[1] == skill_id]
         judged = [cid for cid in skill_challenges if cid in build_demo_data().judge_scores]
@@ -241,10 +241,7 @@ def test_the_pipeline_runs_on_the_production_backends(backends: Backends) -> Non
         frame = result.output_for_node("gold_standard_candidates")
         by_id = frame.set_index("challenge_id")["judge_composite_score"]
         assert all(by_id[cid] == pytest.approx(build_demo_data().judge_scores[cid]) for cid in judged)
-        searched = {
-            r.body["filters"][0]["value"] for r in setup.opik.requests_for("search_traces") if r.body["filters"]
-        }
-        assert set(skill_challenges) <= searched
+        assert 0 < len(setup.opik.requests_for("search_traces")) < len(skill_challenges)
 
         # Real-world items are eligible ones, checked against the raw demo data.
         promoted = [r["data"]["metadata"]["challenge_id"] for r in setup.items(skill_id)
@@ -342,7 +339,7 @@ def test_opik_judge_search_failing_for_good_fails_naming_opik(backends: Backends
     assert not failed.success
     error = step_error(failed)
     assert f"skill {SQL}: reading judge scores from Opik failed" in error
-    assert "Opik: searching the judge traces of challenge" in error and "HTTP 500" in error
+    assert "Opik: searching the judged traces of project" in error and "HTTP 500" in error
     assert failed.dagster_run.tags["dagster/partition"] == SQL
     assert [e.step_key for e in failed.get_step_failure_events()] == ["gold_standard_candidates"]
     assert dataset_name(SQL) not in setup.opik.dataset_names()  # no candidate is assumed eligible, nothing written

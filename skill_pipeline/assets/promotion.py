@@ -67,6 +67,7 @@ def gold_standard_candidates(
         metadata={
             "skill_name": skill.name,
             "dagster/row_count": len(frame),
+            "read_path": f"{skill_store.backend}: {data.read_path}",
             "challenges_read": summary.challenges_read,
             "answers_read": summary.answers_read,
             "answers_invalid": summary.answers_invalid,
