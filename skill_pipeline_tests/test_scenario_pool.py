@@ -151,3 +151,32 @@ def test_an_old_shape_dataset_is_adopted_as_stored_and_later_runs_succeed(backen
     assert len(kept) == 50 - sum(1 for r in setup.items(SQL) if r["data"]["metadata"]["source"] == "real_world")
     assert max(v["items_total"] for v in setup.opik.versions(dataset_name(SQL), PROJECT)) <= 55
     assert setup.anthropic.calls == calls
+
+
+def test_generate_scenarios_hands_over_each_difficulty_and_keeps_what_was_paid_for_on_failure() -> None:
+    from skill_pipeline.core.scenario_writing import ScenarioGenerationError, generate_scenarios
+    from skill_pipeline.resources.llm_offline import OfflineLLM
+
+    offline = OfflineLLM()
+    done: dict[int, list] = {}
+
+    def write(request):
+        if request.difficulty == 4:
+            raise RuntimeError("outage")
+        return offline.write_scenarios(request)
+
+    def generate(writer):
+        return generate_scenarios(
+            writer, [SKILL], generator="offline", model="m", service="offline", max_concurrency=10, max_attempts=1,
+            on_difficulty_done=lambda skill_id, d, rows: done.setdefault(d, []).extend(rows),
+        )
+
+    try:
+        generate(write)
+    except ScenarioGenerationError as exc:
+        assert "skill-7 difficulty 4" in str(exc)
+    else:
+        raise AssertionError("the failure was swallowed")
+    assert sorted(done) == [d for d in range(1, 11) if d != 4]
+    assert all(len(rows) == 5 and {r.slot for r in rows} == {1, 2, 3, 4, 5} for rows in done.values())
+    assert all(r.skill_fingerprint == SKILL.fingerprint for rows in done.values() for r in rows)
