@@ -180,3 +180,28 @@ def test_generate_scenarios_hands_over_each_difficulty_and_keeps_what_was_paid_f
     assert sorted(done) == [d for d in range(1, 11) if d != 4]
     assert all(len(rows) == 5 and {r.slot for r in rows} == {1, 2, 3, 4, 5} for rows in done.values())
     assert all(r.skill_fingerprint == SKILL.fingerprint for rows in done.values() for r in rows)
+
+
+def test_a_retried_run_after_a_failure_at_one_difficulty_pays_only_for_it(backends: Backends) -> None:
+    setup = backends
+    tick(setup.instance, setup.resources, cursor=None)
+    setup.anthropic.inject("400", times=None, difficulty=7)  # not retried: fails the run for good
+    failed = setup.materialize(SQL, run_config=config(max_promotions=0))
+    assert not failed.success
+    assert [e.step_key for e in failed.get_step_failure_events()] == ["synthetic_scenarios"]
+    pooled = setup.opik.items(pool_dataset_name(SQL), PROJECT)
+    assert sorted({r["data"]["input"]["difficulty"] for r in pooled}) == [d for d in range(1, 11) if d != 7]
+    assert len(pooled) == 45 and dataset_name(SQL) not in setup.opik.dataset_names()
+
+    setup.anthropic.clear_faults()
+    paid = setup.anthropic.calls
+    with dg.instance_for_test() as fresh:  # the retry may run anywhere: the pool is in Opik
+        tick(fresh, setup.resources, cursor=None)
+        retried = dg.materialize(
+            ALL_ASSETS, instance=fresh, partition_key=SQL, resources=setup.resources, run_config=config(max_promotions=0)
+        )
+    assert retried.success and all(check_results(retried).values())
+    new = setup.anthropic.requests[paid:]
+    assert len(new) == 1 and new[0].ask is not None and new[0].ask.difficulty == 7
+    assert metadata(retried, "synthetic_scenarios")["llm_calls"] == 1
+    assert_balanced(setup, SQL)
