@@ -205,3 +205,17 @@ def test_a_retried_run_after_a_failure_at_one_difficulty_pays_only_for_it(backen
     assert len(new) == 1 and new[0].ask is not None and new[0].ask.difficulty == 7
     assert metadata(retried, "synthetic_scenarios")["llm_calls"] == 1
     assert_balanced(setup, SQL)
+
+
+def test_a_frame_with_missing_fingerprints_reads_back_as_none_not_nan() -> None:
+    import math
+
+    import pandas as pd
+
+    from skill_pipeline.assets.generation import frame_to_scenarios, scenarios_frame
+
+    rows = [r.model_copy(update={"skill_fingerprint": None}) for r in synthetic_pool(SKILL)]
+    frame = scenarios_frame(rows)
+    frame["skill_fingerprint"] = math.nan  # what an all-missing column becomes after a round trip
+    assert isinstance(frame, pd.DataFrame)
+    assert [r.skill_fingerprint for r in frame_to_scenarios(frame)] == [None] * len(rows)
