@@ -219,3 +219,25 @@ def test_a_frame_with_missing_fingerprints_reads_back_as_none_not_nan() -> None:
     frame["skill_fingerprint"] = math.nan  # what an all-missing column becomes after a round trip
     assert isinstance(frame, pd.DataFrame)
     assert [r.skill_fingerprint for r in frame_to_scenarios(frame)] == [None] * len(rows)
+
+
+def test_a_promotion_run_on_a_dataset_from_before_the_pool_adopts_it(tmp_path) -> None:
+    from contextlib import closing
+
+    from skill_pipeline.demo.seed import demo_skill_id
+    from skill_pipeline_tests.dagster_helpers import local_resources, materialize_skill
+
+    skill_id = demo_skill_id("SQL Querying")
+    resources = local_resources(tmp_path)
+    with dg.instance_for_test() as first:
+        tick(first, resources, cursor=None)
+        assert materialize_skill(first, resources, skill_id, run_config=config(max_promotions=0)).success
+    with closing(resources["dataset_store"].connect()) as conn, conn:
+        conn.execute("delete from scenario_pool")
+    with dg.instance_for_test() as fresh:
+        tick(fresh, resources, cursor=None)
+        run = materialize_skill(fresh, resources, skill_id, selection=PROMOTION, run_config=config(max_promotions=0))
+    assert run.success
+    meta = metadata(run, "skill_dataset")
+    assert (meta["items_inserted"], meta["items_updated"], meta["items_deleted"]) == (0, 0, 0)
+    assert len(resources["dataset_store"].read_pool(skill_id)) == 50

@@ -5,7 +5,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from skill_pipeline.assets.generation import missing_count, stored_pool, synthetic_scenarios
+from skill_pipeline.assets.generation import adoptable_pool, missing_count, stored_pool, synthetic_scenarios
 from skill_pipeline.assets.metadata import table as metadata_table
 from skill_pipeline.core.composition import Composition, compose_dataset
 from skill_pipeline.core.promotion import candidates_from_frame
@@ -76,6 +76,10 @@ def skill_dataset(
     skill = skill_store.get_skill(context.partition_key)
     name = dataset_name(skill.id)
     pool, why = stored_pool(skill, dataset_store)
+    if why == "no pool":  # a dataset from before the pool (or the old backend): adopt it, as synthetic_scenarios does
+        pool, why = adoptable_pool(skill, dataset_store)
+        if pool and not missing_count(pool):
+            dataset_store.write_pool(skill, pool)
     if missing_count(pool):
         raise dg.Failure(
             description=(
