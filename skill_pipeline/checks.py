@@ -59,7 +59,8 @@ def synthetic_scenarios_are_complete(synthetic_scenarios: pd.DataFrame) -> dg.As
 
 DATASET_CHECKS = {
     "size_and_balance": "50 items, exactly 5 per difficulty 1–10.",
-    "unique_deterministic_ids": "Every id unique and equal to the id derived from skill id + item key.",
+    "unique_deterministic_ids": "Every id unique and equal to the id derived from skill id + item key (an item adopted from the "
+    "old backend keeps its stored id).",
     "no_placeholder_text": "No 'Generic scenario' or similar fallback text; every synthetic scenario has a concept.",
     "difficulty_range": "difficulty_range is the target ± 1, clamped to 1–10.",
     "only_eligible_real_world": "Every real-world item met the gold-standard criteria in force.",

@@ -1,5 +1,7 @@
 """The Dagster definitions on a real DagsterInstance: sensor, assets, checks, adoption, regeneration."""
 
+from contextlib import closing
+
 import dagster as dg
 import pytest
 
@@ -84,11 +86,70 @@ def test_existing_dataset_is_adopted_not_regenerated(tmp_path, resources):
     }
 
 
+class Counting(OfflineLLM):
+    """The offline writer, recording (difficulty, count) of every call; fails for good at ``fail_at``."""
+
+    fail_at: int = 0
+
+    def write_scenarios(self, request):
+        CALLS.append((request.difficulty, request.count))
+        if request.difficulty == self.fail_at:
+            raise RuntimeError("simulated outage")
+        return super().write_scenarios(request)
+
+
+CALLS: list = []
+
+
+def test_a_full_rerun_of_a_skill_with_promoted_items_reads_the_pool_and_makes_no_llm_call(resources):
+    with dg.instance_for_test() as first_instance:
+        tick(first_instance, resources, cursor=None)
+        first = materialize_skill(first_instance, resources, SQL)
+        assert metadata(first, "skill_dataset")["real_world_count"] == 5
+    # Every scenario paid for is in the store's pool, the 5 displaced ones included.
+    assert len(resources["dataset_store"].read_pool(SQL)) == 50
+    stored = {i.id: i.content_hash for i in resources["dataset_store"].read_items(dataset_name(SQL))}
+
+    CALLS.clear()
+    with dg.instance_for_test() as fresh:  # no stored outputs: the pool can only come from the store
+        tick(fresh, resources, cursor=None)
+        result = materialize_skill(fresh, {**resources, "llm": Counting()}, SQL, run_config=NO_PROMOTION)
+    assert result.success and CALLS == []
+    assert metadata(result, "synthetic_scenarios")["llm_calls"] == 0
+    meta = metadata(result, "skill_dataset")
+    assert (meta["items_inserted"], meta["items_updated"], meta["items_deleted"]) == (0, 0, 0)
+    assert {i.id: i.content_hash for i in resources["dataset_store"].read_items(dataset_name(SQL))} == stored
+
+
+def test_a_retried_run_after_a_failure_pays_only_for_the_missing_difficulty(instance, resources):
+    tick(instance, resources, cursor=None)
+    CALLS.clear()
+    failing = {**resources, "llm": Counting(fail_at=7, max_concurrency=10)}
+    failed = materialize_skill(instance, failing, SQL, run_config=NO_PROMOTION, raise_on_error=False)
+    assert not failed.success
+    assert sorted(d for d, _ in CALLS) == list(range(1, 11))
+    pooled = resources["dataset_store"].read_pool(SQL)
+    assert sorted({r.difficulty for r in pooled}) == [d for d in range(1, 11) if d != 7] and len(pooled) == 45
+    assert resources["dataset_store"].read_items(dataset_name(SQL)) == []
+
+    CALLS.clear()
+    with dg.instance_for_test() as fresh:
+        tick(fresh, resources, cursor=None)
+        retried = materialize_skill(fresh, {**resources, "llm": Counting()}, SQL, run_config=NO_PROMOTION)
+    assert retried.success and CALLS == [(7, 5)]
+    assert metadata(retried, "synthetic_scenarios")["source"] == "completed"
+    assert metadata(retried, "skill_dataset")["item_count"] == 50
+    assert len(resources["dataset_store"].read_pool(SQL)) == 50
+
+
 def test_adopting_a_dataset_with_promoted_items_asks_only_for_the_displaced_slots(resources):
     with dg.instance_for_test() as first_instance:
         tick(first_instance, resources, cursor=None)
         first = materialize_skill(first_instance, resources, SQL)
         assert metadata(first, "skill_dataset")["real_world_count"] == 5
+    # A dataset written before the pool existed: the store holds the dataset but no pool.
+    with closing(resources["dataset_store"].connect()) as conn, conn:
+        conn.execute("delete from scenario_pool")
     items = resources["dataset_store"].read_items(dataset_name(SQL))
     displaced = {d: 5 - sum(1 for i in items if i.source == "synthetic" and i.difficulty == d) for d in range(1, 11)}
     displaced = {d: n for d, n in displaced.items() if n}

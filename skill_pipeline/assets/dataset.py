@@ -5,7 +5,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from skill_pipeline.assets.generation import frame_to_scenarios
+from skill_pipeline.assets.generation import adoptable_pool, missing_count, stored_pool, synthetic_scenarios
 from skill_pipeline.assets.metadata import table as metadata_table
 from skill_pipeline.core.composition import Composition, compose_dataset
 from skill_pipeline.core.promotion import candidates_from_frame
@@ -59,24 +59,36 @@ def status_metadata(composition: Composition, report: SyncReport, backend: str) 
     owners=["team:learning-data"],
     code_version="dataset-v1",
     kinds={"opik"},
+    deps=[synthetic_scenarios],
     description=(
         "The Opik evaluation dataset skill_{skill_id}_scenarios: 5 slots per difficulty 1–10. Eligible "
         "real-world challenges take slots from synthetic scenarios, best first, at most max_promotions "
         "new ones a run. Synced by diff: new items inserted before displaced ones are deleted, "
-        "unchanged items not rewritten."
+        "unchanged items not rewritten. The synthetic scenarios come from the skill's durable pool in "
+        "the dataset store (written by synthetic_scenarios), not from a run's stored output."
     ),
 )
 def skill_dataset(
     context: dg.AssetExecutionContext,
     config: SkillDatasetConfig,
-    synthetic_scenarios: pd.DataFrame,
     gold_standard_candidates: pd.DataFrame,
     skill_store: SkillStore,
     dataset_store: DatasetStore,
 ) -> dg.MaterializeResult:
     skill = skill_store.get_skill(context.partition_key)
     name = dataset_name(skill.id)
-    pool = frame_to_scenarios(synthetic_scenarios)
+    pool, why = stored_pool(skill, dataset_store)
+    if why == "no pool":  # a dataset from before the pool (or the old backend): adopt it, as synthetic_scenarios does
+        pool, why = adoptable_pool(skill, dataset_store)
+        if pool and not missing_count(pool):
+            dataset_store.write_pool(skill, pool)
+    if missing_count(pool):
+        raise dg.Failure(
+            description=(
+                f"skill {skill.id}: the scenario pool in the {dataset_store.backend} is not complete ({why}, "
+                f"{missing_count(pool)} scenarios missing); materialise synthetic_scenarios for this skill first"
+            )
+        )
     candidates = candidates_from_frame(gold_standard_candidates, eligible_only=True)
     composition = compose_dataset(
         skill, pool, candidates, dataset_store.read_items(name), max_promotions=config.max_promotions

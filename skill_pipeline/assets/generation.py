@@ -11,8 +11,7 @@ from skill_pipeline.assets.metadata import table
 from skill_pipeline.core.generation import (
     SCENARIO_PROMPT_VERSION,
     SyntheticScenario,
-    assign_slots,
-    item_to_scenario,
+    adopt_items,
 )
 from skill_pipeline.models import DIFFICULTY_LEVELS, SCENARIOS_PER_DIFFICULTY, Skill, TokenUsage, dataset_name
 from skill_pipeline.partitions import skills_partitions
@@ -36,28 +35,51 @@ class OfflineToRemoteError(dg.Failure):
 def adoptable_pool(skill: Skill, dataset_store: DatasetStore) -> tuple[list[SyntheticScenario], str]:
     """The synthetic scenarios the skill's stored dataset already holds, and why they are (not) usable.
 
-    A pool written for another name or description of the skill (its fingerprint differs) is stale.
-    Scenarios displaced by promoted real-world items are no longer stored; the caller asks the LLM
-    for those slots only, so the pool stays whole (a real-world item that later loses its
-    eligibility needs a synthetic scenario to give its slot back to).
+    Used when the skill has no pool yet (a dataset written before the pool existed, or by the old
+    backend). Items of the old backend's shape (random UUIDv7 ids, no fingerprint, none of our
+    metadata) are adopted as they are: they count as synthetic items of their difficulty, keep
+    their ids and content, and stay until promotion displaces them or ``force_regenerate``.
     """
     stored = dataset_store.read_items(dataset_name(skill.id))
-    rows = [row for row in (item_to_scenario(item) for item in stored) if row is not None]
+    rows = adopt_items(skill, stored)
     if not rows:
         return [], "no stored synthetic items"
     stale = [r for r in rows if r.skill_fingerprint and r.skill_fingerprint != skill.fingerprint]
     if stale:
         return [], f"{len(stale)} stored items were written for a previous name or description"
-    return assign_slots(rows), f"adopted {len(rows)} stored synthetic items"
+    kept = sum(1 for r in rows if r.adopted is not None)
+    return rows, f"adopted {len(rows)} stored synthetic items" + (f" ({kept} kept as stored)" if kept else "")
+
+
+def stored_pool(skill: Skill, dataset_store: DatasetStore) -> tuple[list[SyntheticScenario], str]:
+    """The skill's durable pool from the store; stale (another name or description) means empty."""
+    pool = dataset_store.read_pool(skill.id)
+    if not pool:
+        return [], "no pool"
+    stale = [r for r in pool if r.skill_fingerprint and r.skill_fingerprint != skill.fingerprint]
+    if stale:
+        return [], f"{len(stale)} pooled scenarios were written for a previous name or description"
+    return pool, f"pool of {len(pool)} scenarios in the {dataset_store.backend}"
 
 
 def scenarios_frame(rows: list[SyntheticScenario]) -> pd.DataFrame:
-    columns = list(SyntheticScenario.model_fields)
-    return pd.DataFrame([r.model_dump() for r in rows], columns=columns)
+    columns = [c for c in SyntheticScenario.model_fields if c != "adopted"] + ["adopted_item_id"]
+    records = [
+        {**r.model_dump(exclude={"adopted"}), "adopted_item_id": r.adopted.id if r.adopted else None} for r in rows
+    ]
+    return pd.DataFrame(records, columns=columns)
 
 
 def frame_to_scenarios(frame: pd.DataFrame) -> list[SyntheticScenario]:
-    return [SyntheticScenario.model_validate(record) for record in frame.to_dict("records")]
+    """Rows of the frame (a view: the pool itself is read from the store); NaN read back as None."""
+    records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    return [SyntheticScenario.model_validate(record) for record in records]
+
+
+def missing_count(pool: list[SyntheticScenario]) -> int:
+    return sum(
+        max(0, SCENARIOS_PER_DIFFICULTY - sum(1 for r in pool if r.difficulty == d)) for d in DIFFICULTY_LEVELS
+    )
 
 
 @dg.asset(
@@ -68,8 +90,9 @@ def frame_to_scenarios(frame: pd.DataFrame) -> list[SyntheticScenario]:
     pool="anthropic",
     code_version=SCENARIO_PROMPT_VERSION,
     description=(
-        "5 scenarios × difficulty 1–10 for one skill, written by the LLM (or adopted from the skill's "
-        "existing dataset instead of paying for new ones). Each row has a stable item key, the "
+        "5 scenarios × difficulty 1–10 for one skill: the skill's durable pool in the dataset store, "
+        "completed by the LLM (each difficulty pooled as soon as it is valid) or adopted from the "
+        "skill's existing dataset instead of paying for new ones. Each row has a stable item key, the "
         "generator, model and prompt version. Regenerated when the skill's name or description changes."
     ),
 )
@@ -84,10 +107,12 @@ def synthetic_scenarios(
     if config.force_regenerate:
         pool, why = [], "regeneration forced by config"
     else:
-        pool, why = adoptable_pool(skill, dataset_store)
-    missing = sum(
-        max(0, SCENARIOS_PER_DIFFICULTY - sum(1 for r in pool if r.difficulty == d)) for d in DIFFICULTY_LEVELS
-    )
+        pool, why = stored_pool(skill, dataset_store)
+        if not pool and why == "no pool":
+            pool, why = adoptable_pool(skill, dataset_store)
+            if pool:
+                dataset_store.write_pool(skill, pool)
+    missing = missing_count(pool)
     complete = missing == 0
     usage, calls, model = TokenUsage(), 0, None
     pool_before = len(pool)
@@ -101,7 +126,12 @@ def synthetic_scenarios(
                 )
             )
         context.log.info(f"skill {skill.id}: {why}; asking {llm.service} for the {missing} missing scenarios")
-        result = llm.generate([skill], keep={skill.id: pool})[skill.id]
+
+        def store_difficulty(skill_id: str, difficulty: int, scenarios: list[SyntheticScenario]) -> None:
+            dataset_store.write_pool(skill, scenarios)
+            context.log.debug(f"skill {skill_id}: difficulty {difficulty}: {len(scenarios)} scenarios pooled")
+
+        result = llm.generate([skill], keep={skill.id: pool}, on_difficulty_done=store_difficulty)[skill.id]
         pool, usage, calls, model = result.rows, result.usage, result.calls, result.model
     else:
         context.log.info(f"skill {skill.id}: {why}; no LLM call")

@@ -226,10 +226,16 @@ class SyntheticScenario(BaseModel):
     prompt_version: str
     skill_fingerprint: str | None
     created_at: str
+    adopted: DatasetItem | None = None
+    """The stored item this scenario was adopted from, when ours would differ from it (an item in the
+    old backend's shape: random id, no fingerprint). It is written back as stored, never rewritten."""
 
 
 def scenario_to_item(skill: Skill, row: SyntheticScenario) -> DatasetItem:
-    """The seed's synthetic item shape, with a deterministic id and provenance in metadata."""
+    """The seed's synthetic item shape, with a deterministic id and provenance in metadata; an adopted
+    item exactly as it is stored (its id and content kept)."""
+    if row.adopted is not None:
+        return row.adopted
     low, high = difficulty_range(row.difficulty)
     return DatasetItem(
         id=item_id(skill.id, row.item_key, skill.created_at),
@@ -286,9 +292,31 @@ def item_to_scenario(item: DatasetItem) -> SyntheticScenario | None:
         generator=str(item.metadata.get("generator", "adopted")),
         model=str(item.metadata.get("model", "unknown")),
         prompt_version=str(item.metadata.get("prompt_version", "unknown")),
-        skill_fingerprint=item.metadata.get("skill_fingerprint"),
+        skill_fingerprint=_text_or_none(item.metadata.get("skill_fingerprint")),
         created_at=str(item.metadata.get("created_at", "")),
+        adopted=item,
     )
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def adopt_items(skill: Skill, items: list[DatasetItem]) -> list[SyntheticScenario]:
+    """The synthetic items of a stored dataset as pool rows in slots 1..5 per difficulty.
+
+    A row keeps its stored item (``adopted``) only when the item we would write for it differs in
+    id or content (the old backend's shape); otherwise it is an ordinary row of ours.
+    """
+    rows = [row for row in (item_to_scenario(item) for item in items) if row is not None]
+    placed = []
+    for row in assign_slots(rows):
+        stored = row.adopted
+        plain = row.model_copy(update={"adopted": None})
+        ours = scenario_to_item(skill, plain)
+        same = stored is not None and ours.id == stored.id and ours.content_hash == stored.content_hash
+        placed.append(plain if same else row)
+    return placed
 
 
 def assign_slots(rows: list[SyntheticScenario]) -> list[SyntheticScenario]:

@@ -10,9 +10,9 @@ fails. Nothing is padded.
 
 from __future__ import annotations
 
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime, timezone
-from typing import Mapping, NamedTuple, Protocol
+from typing import Callable, Mapping, NamedTuple, Protocol
 
 from pydantic import BaseModel
 
@@ -38,6 +38,11 @@ class ScenarioWriter(Protocol):
     """One call: the scenarios asked for by ``request``, as the model's raw reply."""
 
     def __call__(self, request: ScenarioRequest) -> LLMReply: ...
+
+
+DifficultyDone = Callable[[str, int, list["SyntheticScenario"]], None]
+"""``on_difficulty_done(skill_id, difficulty, scenarios)``: called once per difficulty as soon as its new
+scenarios are valid (only the newly written ones), so the caller can store them before the rest finish."""
 
 
 class ScenarioGenerationError(RuntimeError):
@@ -72,17 +77,21 @@ def generate_scenarios(
     service: str,
     max_concurrency: int,
     max_attempts: int,
+    on_difficulty_done: DifficultyDone | None = None,
 ) -> dict[str, SkillGeneration]:
     """Scenarios for every difficulty of every skill, all calls under one concurrency bound.
 
     Ten difficulties of a skill (and the difficulties of several skills) are in flight at once,
     so a skill costs about one LLM latency, not ten. ``keep`` holds scenarios a skill already
-    has (adopted from its dataset): only the missing slots are asked for. The first failure
-    cancels what has not started and fails the whole call: a skill is stored complete or not
-    at all. ``generator``/``model`` label the rows (``model`` until a reply names its own);
+    has (its pool): only the missing slots are asked for. ``on_difficulty_done`` is called (on
+    the caller's thread, one at a time) with each difficulty's new scenarios as soon as they are
+    valid. The first failure cancels what has not started; calls already in flight are waited
+    for and handed to ``on_difficulty_done`` too (nothing paid for is thrown away), then the whole
+    call fails. ``generator``/``model`` label the rows (``model`` until a reply names its own);
     ``service`` names the writer in error messages.
     """
     keep = keep or {}
+    by_id = {skill.id: skill for skill in skills}
     kept: dict[tuple[str, int], list[SyntheticScenario]] = {}
     for skill in skills:
         for row in keep.get(skill.id, []):
@@ -93,7 +102,9 @@ def generate_scenarios(
         for d in DIFFICULTY_LEVELS
         if len(kept.get((skill.id, d), [])) < SCENARIOS_PER_DIFFICULTY
     ]
+    created_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     results: dict[tuple[str, int], DifficultyResult] = {}
+    failure: BaseException | None = None
     with ThreadPoolExecutor(max_workers=max(1, min(max_concurrency, len(tasks)))) as pool:
         futures = {
             pool.submit(
@@ -108,18 +119,60 @@ def generate_scenarios(
             ): (skill.id, d)
             for skill, d in tasks
         }
-        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-        for future in pending:
-            future.cancel()
-        for future in done:
+        for future in as_completed(futures):
+            if future.cancelled():
+                continue
             if future.exception() is not None:
-                raise future.exception()  # type: ignore[misc]
-            results[futures[future]] = future.result()
-    created_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+                if failure is None:
+                    failure = future.exception()
+                    for other in futures:
+                        other.cancel()
+                continue
+            key = futures[future]
+            results[key] = future.result()
+            if on_difficulty_done is not None:
+                skill_id, difficulty = key
+                new_rows = _difficulty_rows(
+                    by_id[skill_id], difficulty, kept.get(key, []), results[key],
+                    generator=generator, created_at=created_at,
+                )
+                on_difficulty_done(skill_id, difficulty, new_rows)
+    if failure is not None:
+        raise failure
     return {
         skill.id: _assemble(skill, kept, results, generator=generator, model=model, created_at=created_at)
         for skill in skills
     }
+
+
+def _difficulty_rows(
+    skill: Skill,
+    difficulty: int,
+    existing: list[SyntheticScenario],
+    result: DifficultyResult,
+    *,
+    generator: str,
+    created_at: str,
+) -> list[SyntheticScenario]:
+    """The new scenarios of one difficulty, placed in the slots ``existing`` leaves free."""
+    taken = {r.slot for r in existing[:SCENARIOS_PER_DIFFICULTY]}
+    free = [s for s in range(1, SCENARIOS_PER_DIFFICULTY + 1) if s not in taken]
+    kept_count = min(len(existing), SCENARIOS_PER_DIFFICULTY)
+    return [
+        SyntheticScenario(
+            item_key=synthetic_item_key(difficulty, slot),
+            slot=slot,
+            difficulty=difficulty,
+            scenario=scenario.scenario,
+            expected_concepts=scenario.expected_concepts,
+            generator=generator,
+            model=result.model,
+            prompt_version=SCENARIO_PROMPT_VERSION,
+            skill_fingerprint=skill.fingerprint,
+            created_at=created_at,
+        )
+        for slot, scenario in zip(free, result.scenarios[kept_count:])
+    ]
 
 
 def _assemble(
@@ -139,24 +192,9 @@ def _assemble(
         rows += existing[:SCENARIOS_PER_DIFFICULTY]
         if (skill.id, difficulty) not in results:
             continue
-        scenarios, u, n, model = results[(skill.id, difficulty)]
-        usage, calls = usage + u, calls + n
-        free = [s for s in range(1, SCENARIOS_PER_DIFFICULTY + 1) if s not in {r.slot for r in existing}]
-        for slot, scenario in zip(free, scenarios[len(existing):]):
-            rows.append(
-                SyntheticScenario(
-                    item_key=synthetic_item_key(difficulty, slot),
-                    slot=slot,
-                    difficulty=difficulty,
-                    scenario=scenario.scenario,
-                    expected_concepts=scenario.expected_concepts,
-                    generator=generator,
-                    model=model,
-                    prompt_version=SCENARIO_PROMPT_VERSION,
-                    skill_fingerprint=skill.fingerprint,
-                    created_at=created_at,
-                )
-            )
+        result = results[(skill.id, difficulty)]
+        usage, calls, model = usage + result.usage, calls + result.calls, result.model
+        rows += _difficulty_rows(skill, difficulty, existing, result, generator=generator, created_at=created_at)
     rows.sort(key=lambda r: (r.difficulty, r.slot))
     return SkillGeneration(skill_id=skill.id, rows=rows, usage=usage, calls=calls, generator=generator, model=model)
 

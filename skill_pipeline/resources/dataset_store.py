@@ -16,7 +16,8 @@ from pydantic import Field
 from skill_pipeline.core.composition import Composition
 from skill_pipeline.core.experiment import ExperimentRecord, ExperimentTask
 from skill_pipeline.core.sync import DatasetSyncError, sync_dataset
-from skill_pipeline.models import DatasetItem, SyncReport
+from skill_pipeline.core.generation import SyntheticScenario
+from skill_pipeline.models import DatasetItem, Skill, SyncReport
 
 __all__ = ["DatasetStore", "DatasetSyncError", "ExperimentRecord", "ExperimentTask"]
 
@@ -66,6 +67,14 @@ class DatasetStore(ConfigurableResource, ABC):
     @abstractmethod
     def dataset_version(self, name: str) -> str | None:
         """The latest version's name, or None when the backend keeps none."""
+
+    @abstractmethod
+    def read_pool(self, skill_id: str) -> list[SyntheticScenario]:
+        """Every scenario in the skill's durable pool (``core.scenario_pool``); [] when it has none."""
+
+    @abstractmethod
+    def write_pool(self, skill: Skill, scenarios: list[SyntheticScenario]) -> None:
+        """Store scenarios in the skill's pool, replacing any stored under the same item key."""
 
     @abstractmethod
     def judge_scores(self, challenge_ids: Iterable[str]) -> dict[str, float]:

@@ -17,7 +17,8 @@ from typing import Any, Iterable
 from pydantic import Field
 
 from skill_pipeline.core.experiment import ExperimentRecord, ExperimentTask, evaluate_locally
-from skill_pipeline.models import DatasetItem
+from skill_pipeline.core.generation import SyntheticScenario
+from skill_pipeline.models import DatasetItem, Skill
 from skill_pipeline.resources.dataset_store import DatasetStore, DatasetSyncError
 
 
@@ -33,6 +34,12 @@ create table if not exists dataset_items (
     id text not null,
     data text not null,
     primary key (dataset_name, id)
+);
+create table if not exists scenario_pool (
+    skill_id text not null,
+    item_key text not null,
+    data text not null,
+    primary key (skill_id, item_key)
 );
 create table if not exists feedback_scores (
     challenge_id text not null,
@@ -116,6 +123,23 @@ class LocalDatasetStore(DatasetStore):
         with closing(self.connect()) as conn:
             row = conn.execute("select version from datasets where name = ?", (name,)).fetchone()
         return None if row is None else f"v{row[0]}"
+
+    def read_pool(self, skill_id: str) -> list[SyntheticScenario]:
+        with closing(self.connect()) as conn:
+            rows = conn.execute(
+                "select data from scenario_pool where skill_id = ? order by item_key", (skill_id,)
+            ).fetchall()
+        return sorted(
+            (SyntheticScenario.model_validate_json(row[0]) for row in rows), key=lambda r: (r.difficulty, r.slot)
+        )
+
+    def write_pool(self, skill: Skill, scenarios: list[SyntheticScenario]) -> None:
+        with closing(self.connect()) as conn, conn:
+            conn.executemany(
+                "insert into scenario_pool (skill_id, item_key, data) values (?, ?, ?) "
+                "on conflict(skill_id, item_key) do update set data = excluded.data",
+                [(skill.id, row.item_key, row.model_dump_json()) for row in scenarios],
+            )
 
     def judge_scores(self, challenge_ids: Iterable[str]) -> dict[str, float]:
         ids = list(challenge_ids)

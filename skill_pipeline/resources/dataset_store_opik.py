@@ -17,7 +17,9 @@ import tenacity
 from pydantic import Field, PrivateAttr
 
 from skill_pipeline.core.experiment import ExperimentRecord, ExperimentTask
-from skill_pipeline.models import DatasetItem
+from skill_pipeline.core.generation import SyntheticScenario
+from skill_pipeline.core.scenario_pool import pool_dataset_name, pool_description, pool_item, pool_row
+from skill_pipeline.models import DatasetItem, Skill
 from skill_pipeline.resources.dataset_store import DatasetStore
 from skill_pipeline.resources.opik_judge import judge_scores_batched, judge_scores_per_challenge
 from skill_pipeline.resources.opik_support import (
@@ -290,6 +292,19 @@ class OpikDatasetStore(DatasetStore):
         if info is None:
             return None
         return info.version_name or info.version_hash or info.id
+
+    def read_pool(self, skill_id: str) -> list[SyntheticScenario]:
+        """The companion dataset ``skill_{id}_scenario_pool`` (``core.scenario_pool``)."""
+        rows = [pool_row(item, skill_id, self.backend) for item in self.read_items(pool_dataset_name(skill_id))]
+        return sorted(rows, key=lambda r: (r.difficulty, r.slot))
+
+    def write_pool(self, skill: Skill, scenarios: list[SyntheticScenario]) -> None:
+        """Upsert by deterministic id into the companion dataset, through the same bounded writes."""
+        if not scenarios:
+            return
+        name = pool_dataset_name(skill.id)
+        self.ensure_dataset(name, pool_description(skill.id))
+        self.write_items(name, [pool_item(skill, row) for row in scenarios])
 
     def judge_scores(self, challenge_ids: Iterable[str]) -> dict[str, float]:
         """Mean of the judge's feedback score over the traces tagged with each challenge id.

@@ -18,7 +18,7 @@ from pydantic import Field
 
 from skill_pipeline.core.challenge_prompt import ChallengeRequest, DifficultyJudgeRequest
 from skill_pipeline.core.generation import SyntheticScenario
-from skill_pipeline.core.scenario_writing import SkillGeneration, generate_scenarios
+from skill_pipeline.core.scenario_writing import DifficultyDone, SkillGeneration, generate_scenarios
 from skill_pipeline.models import LLMReply, ScenarioRequest, Skill
 
 
@@ -61,9 +61,14 @@ class ScenarioLLM(ConfigurableResource, abc.ABC):
         """The LLM judge's 1–10 difficulty estimate of a generated challenge (experiments)."""
 
     def generate(
-        self, skills: list[Skill], keep: Mapping[str, list[SyntheticScenario]] | None = None
+        self,
+        skills: list[Skill],
+        keep: Mapping[str, list[SyntheticScenario]] | None = None,
+        on_difficulty_done: DifficultyDone | None = None,
     ) -> dict[str, SkillGeneration]:
-        """Scenarios for every difficulty of every skill (``core.scenario_writing.generate_scenarios``)."""
+        """Scenarios for every difficulty of every skill (``core.scenario_writing.generate_scenarios``);
+        ``on_difficulty_done(skill_id, difficulty, scenarios)`` gets each difficulty's new scenarios
+        as soon as they are valid (the caller stores them in its pool)."""
         return generate_scenarios(
             self.write_scenarios,
             skills,
@@ -73,4 +78,5 @@ class ScenarioLLM(ConfigurableResource, abc.ABC):
             service=self.service,
             max_concurrency=self.max_concurrency,
             max_attempts=self.max_attempts,
+            on_difficulty_done=on_difficulty_done,
         )
