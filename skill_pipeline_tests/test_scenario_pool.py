@@ -115,8 +115,6 @@ def seed_old_shape_dataset(fake: FakeOpik, skill_id: str) -> None:
                 }
             )
     dataset.insert(items)
-    client.flush()
-    client.end()
 
 
 def test_an_old_shape_dataset_is_adopted_as_stored_and_later_runs_succeed(backends: Backends) -> None:
