@@ -12,13 +12,15 @@ from skill_pipeline.core.promotion import candidates_from_frame
 from skill_pipeline.models import DIFFICULTY_LEVELS, SCENARIOS_PER_DIFFICULTY, SyncReport, dataset_name
 from skill_pipeline.partitions import skills_partitions
 from skill_pipeline.resources.dataset_store import DatasetStore
+from skill_pipeline.resources.promotion_policy import PromotionPolicy
 from skill_pipeline.resources.skill_store import SkillStore
 
 
 class SkillDatasetConfig(dg.Config):
-    max_promotions: int = Field(
-        default=5, ge=0, le=50,
-        description="New real-world items a run may promote (0–50): replacement is gradual, a few slots at a time.",
+    max_promotions: int | None = Field(
+        default=None, ge=0, le=50,
+        description="New real-world items this run may promote (0–50): replacement is gradual, a few slots at a "
+        "time. Unset: the deployment's value (resource promotion_policy).",
     )
 
 
@@ -74,8 +76,10 @@ def skill_dataset(
     gold_standard_candidates: pd.DataFrame,
     skill_store: SkillStore,
     dataset_store: DatasetStore,
+    promotion_policy: PromotionPolicy,
 ) -> dg.MaterializeResult:
     skill = skill_store.get_skill(context.partition_key)
+    max_promotions = promotion_policy.max_promotions if config.max_promotions is None else config.max_promotions
     name = dataset_name(skill.id)
     pool, why = stored_pool(skill, dataset_store)
     if why == "no pool":  # a dataset from before the pool (or the old backend): adopt it, as synthetic_scenarios does
@@ -91,7 +95,7 @@ def skill_dataset(
         )
     candidates = candidates_from_frame(gold_standard_candidates, eligible_only=True)
     composition = compose_dataset(
-        skill, pool, candidates, dataset_store.read_items(name), max_promotions=config.max_promotions
+        skill, pool, candidates, dataset_store.read_items(name), max_promotions=max_promotions
     )
     generators = sorted({row.generator for row in pool})
     description = f"Challenge scenarios for {skill.name} (skill-pipeline; scenarios by {', '.join(generators)})"
@@ -101,5 +105,10 @@ def skill_dataset(
         f"{report.unchanged} unchanged; promoted {composition.newly_promoted or 'none'}"
     )
     return dg.MaterializeResult(
-        metadata={"skill_name": skill.name, **status_metadata(composition, report, dataset_store.backend)}
+        metadata={
+            "skill_name": skill.name,
+            "max_promotions": max_promotions,
+            "max_promotions_from": "deployment" if config.max_promotions is None else "run config",
+            **status_metadata(composition, report, dataset_store.backend),
+        }
     )
