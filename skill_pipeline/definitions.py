@@ -2,11 +2,11 @@
 
 Each external system is real when its credentials are set and embedded otherwise:
 
-| system      | real when set                          | embedded default                          |
-|-------------|----------------------------------------|-------------------------------------------|
-| app data    | SUPABASE_URL + SUPABASE_KEY            | SQLite app database (demo seeds it)       |
-| datasets    | OPIK_API_KEY or OPIK_URL_OVERRIDE      | SQLite dataset store                      |
-| LLM         | ANTHROPIC_API_KEY                      | deterministic offline writer (labelled)   |
+| system      | real when set                                       | embedded default                        |
+|-------------|-----------------------------------------------------|-----------------------------------------|
+| app data    | SUPABASE_URL + SUPABASE_KEY (+ SUPABASE_ACCESS_TOKEN) | SQLite app database (demo seeds it)   |
+| datasets    | OPIK_API_KEY or OPIK_URL_OVERRIDE                   | SQLite dataset store                    |
+| LLM         | ANTHROPIC_API_KEY                                   | deterministic offline writer (labelled) |
 
 Secrets are passed as ``EnvVar`` so they are read at run time and never shown in the UI.
 """
@@ -54,7 +54,9 @@ def build_resources(env: Mapping[str, str] | None = None) -> dict[str, dg.Config
         from skill_pipeline.resources.skill_store_supabase import SupabaseSkillStore
 
         skill_store: dg.ConfigurableResource = SupabaseSkillStore(
-            url=dg.EnvVar("SUPABASE_URL"), key=dg.EnvVar("SUPABASE_KEY")
+            url=dg.EnvVar("SUPABASE_URL"), key=dg.EnvVar("SUPABASE_KEY"),
+            # The read-only role's JWT (supabase/README.md), when the deployment has one.
+            **({"access_token": dg.EnvVar("SUPABASE_ACCESS_TOKEN")} if env.get("SUPABASE_ACCESS_TOKEN") else {}),
         )
     else:
         from skill_pipeline.resources.skill_store_sqlite import SqliteSkillStore

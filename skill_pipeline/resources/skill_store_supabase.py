@@ -110,7 +110,13 @@ class SupabaseSkillStore(SkillStore):
     """
 
     url: str = Field(description="Supabase project URL, e.g. https://xyz.supabase.co (SUPABASE_URL)")
-    key: str = Field(repr=False, description="Supabase API key (SUPABASE_KEY); never logged")
+    key: str = Field(repr=False, description="Supabase API key (SUPABASE_KEY), sent as `apikey`; never logged")
+    access_token: str | None = Field(
+        default=None, repr=False,
+        description="SUPABASE_ACCESS_TOKEN: a JWT whose `role` claim is the read-only role of supabase/README.md, "
+        "sent as the bearer token while `key` (the project's anon/publishable key) is the `apikey`, so the "
+        "pipeline needs no service key; unset: `key` is both; never logged",
+    )
     page_size: int = Field(default=1000, ge=1, description="rows asked per request (hosted PostgREST caps at 1000)")
     timeout_seconds: float = Field(default=30, gt=0, description="connect/read timeout of one request, seconds")
     max_attempts: int = Field(
@@ -161,7 +167,10 @@ class SupabaseSkillStore(SkillStore):
             event_hooks={"response": [_raise_on_transient_status]},
         )
         try:
+            # The SDK keeps an Authorization header given in the options and sends `key` as apikey.
+            headers = {"Authorization": f"Bearer {self.access_token}"} if self.access_token else {}
             options = ClientOptions(
+                headers={**ClientOptions().headers, **headers},
                 httpx_client=http,
                 postgrest_client_retry=False,
                 auto_refresh_token=False,
@@ -179,7 +188,7 @@ class SupabaseSkillStore(SkillStore):
             http.close()
 
     def _scrub(self, text: str) -> str:
-        return redact(text, self.key)
+        return redact(text, self.key, self.access_token)
 
     # -- one request ----------------------------------------------------------------------------
     def _execute(self, client: Any, build: Callable[[Any], Any], table: str, skill: str | None) -> Any:
