@@ -16,6 +16,7 @@ from typing import Callable, Mapping, NamedTuple, Protocol
 
 from pydantic import BaseModel
 
+from skill_pipeline.core.budget import BudgetExceeded
 from skill_pipeline.core.generation import (
     SCENARIO_PROMPT_VERSION,
     ScenarioParseError,
@@ -231,6 +232,8 @@ def ask_until_valid(
         )
         try:
             reply = write(request)
+        except BudgetExceeded:
+            raise  # refused before calling: the run stops, naming the budget
         except Exception as exc:  # the adapter has already retried what is worth retrying
             raise ScenarioGenerationError(
                 f"{service}: call for skill {skill.id} difficulty {difficulty} failed: "
