@@ -23,6 +23,7 @@ from skill_pipeline.core.scenario_pool import pool_dataset_name
 from skill_pipeline.models import TokenUsage
 from skill_pipeline.resources.spend_ledger import SqliteSpendLedger
 from skill_pipeline_tests.dagster_helpers import tick
+from skill_pipeline_tests.test_opik_experiment import experiment_run, pipeline  # noqa: F401 - fixture by name
 from skill_pipeline_tests.test_production_backends import (  # noqa: F401 - the fixture is used by name
     PROJECT,
     SQL,
@@ -163,3 +164,24 @@ def test_a_day_budget_holds_across_runs_and_the_next_day_pays_only_for_what_is_m
     new = setup.anthropic.requests[paid:]
     assert new and not {r.ask.difficulty for r in new} & pooled
     assert _pooled(setup) == pooled | {r.ask.difficulty for r in new}
+
+
+def test_an_experiment_stops_on_the_budget_naming_it(pipeline, anthropic_fake):
+    instance, resources = pipeline
+    before = anthropic_fake.calls
+    result = experiment_run(instance, {**resources, "llm": tuned(resources["llm"], budget_run_tokens=30_000)})
+    assert not result.success
+    assert "per-run tokens (SKILL_PIPELINE_BUDGET_RUN_TOKENS) = 30,000 tokens" in step_error(result)
+    paid = anthropic_fake.requests[before:]
+    assert 0 < len(paid) < 100  # 50 items × (challenge + judge) would be 100 calls
+    assert sum(r.usage["input_tokens"] + r.usage["output_tokens"] for r in paid) <= 30_000
+
+
+def test_a_retried_run_shares_the_per_run_budget_of_the_run_it_retries(tmp_path):
+    from types import SimpleNamespace
+
+    from skill_pipeline.resources.llm_anthropic import AnthropicLLM
+
+    llm = AnthropicLLM(api_key="k", budget_run_tokens=10, spend_ledger_path=str(tmp_path / "spend.sqlite"))
+    assert llm.spend_guard(SimpleNamespace(run_id="retry-1", root_run_id="run-0"), "s").run_id == "run-0"
+    assert llm.spend_guard(SimpleNamespace(run_id="run-0", root_run_id=None), "s").run_id == "run-0"

@@ -147,7 +147,7 @@ def prompt_experiment(
 
     records: dict[str, list[ExperimentRecord]] = {}
     frames: list[pd.DataFrame] = []
-    calls = llm.budgeted(llm.spend_guard(context.run_id, skill.id))
+    calls = llm.budgeted(llm.spend_guard(context.run, skill.id))
     try:
         for role, prompt in zip(("baseline", "candidate"), prompts):
             for trial in range(config.trials):

@@ -151,7 +151,7 @@ def synthetic_scenarios(
             store_difficulty(skill_id, difficulty, scenarios)
             pooled.append(difficulty)
 
-        guard = llm.spend_guard(context.run_id, skill.id)
+        guard = llm.spend_guard(context.run, skill.id)
         try:
             result = llm.generate([skill], keep={skill.id: pool}, on_difficulty_done=store_and_count, guard=guard)[skill.id]
         except BudgetExceeded as exc:

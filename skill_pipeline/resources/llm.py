@@ -92,10 +92,14 @@ class ScenarioLLM(ConfigurableResource, abc.ABC):
 
         return SqliteSpendLedger(self.spend_ledger_path or local_home() / "spend.sqlite")
 
-    def spend_guard(self, run_id: str, skill_id: str) -> SpendGuard | None:
-        """The guard of one run's calls for one skill; None for a writer that is not paid (offline)."""
+    def spend_guard(self, run: Any, skill_id: str) -> SpendGuard | None:
+        """The guard of one run's calls for one skill; None for a writer that is not paid (offline).
+
+        ``run`` is the Dagster run (``context.run``): its retries and re-executions share the per-run
+        budget of the run they retry (its root run), so a retried run does not get a fresh one."""
         if not self.paid:
             return None
+        run_id = getattr(run, "root_run_id", None) or getattr(run, "run_id", None) or str(run)
         return SpendGuard(self.spend_limits(), self.spend_ledger(), run_id=run_id, skill_id=skill_id,
                           model=self.model_name)
 
