@@ -136,7 +136,7 @@ def test_a_run_budget_that_binds_mid_generation_stops_the_run_and_a_raised_budge
     paid = setup.anthropic.calls
     pooled = _pooled(setup)
     assert 0 < paid < 10 and len(pooled) == paid  # every difficulty paid for is in the pool
-    assert f"pooled by this run: {', '.join(str(d) for d in sorted(pooled))}" in error
+    assert f"pooled by this run: {', '.join(str(d) for d in sorted(pooled))} ({5 * len(pooled)} scenarios)" in error
     assert sum(r.usage["input_tokens"] + r.usage["output_tokens"] for r in setup.anthropic.requests) <= 8000
 
     resumed = _run(setup, _budgeted(setup, budget_run_tokens=100_000))
@@ -185,3 +185,29 @@ def test_a_retried_run_shares_the_per_run_budget_of_the_run_it_retries(tmp_path)
     llm = AnthropicLLM(api_key="k", budget_run_tokens=10, spend_ledger_path=str(tmp_path / "spend.sqlite"))
     assert llm.spend_guard(SimpleNamespace(run_id="retry-1", root_run_id="run-0"), "s").run_id == "run-0"
     assert llm.spend_guard(SimpleNamespace(run_id="run-0", root_run_id=None), "s").run_id == "run-0"
+
+
+def test_a_difficulty_stopped_by_the_budget_after_a_short_reply_keeps_the_scenarios_it_got():
+    """The first call for difficulty 5 answers 3 of 5; the budget refuses the call for the other 2:
+    the 3 paid for are handed over to be pooled, and the error is the budget's."""
+    from datetime import datetime, timezone
+
+    from skill_pipeline.core.scenario_writing import generate_scenarios
+    from skill_pipeline.models import Skill
+    from skill_pipeline.resources.llm_offline import OfflineLLM
+
+    skill = Skill(id="skill-9", name="Tax law", description="VAT", created_at=datetime(2024, 1, 1, tzinfo=timezone.utc))
+    offline, done = OfflineLLM(), {}
+
+    def write(request):
+        if request.difficulty == 5 and request.attempt == 1:
+            return offline.write_scenarios(request.model_copy(update={"count": 3}))
+        if request.difficulty == 5:
+            raise BudgetExceeded("per-run tokens (SKILL_PIPELINE_BUDGET_RUN_TOKENS)", 100, 90, 0, 20, "tokens")
+        return offline.write_scenarios(request)
+
+    with pytest.raises(BudgetExceeded, match="per-run tokens"):
+        generate_scenarios(write, [skill], generator="offline", model="m", service="offline", max_concurrency=1,
+                           max_attempts=3, on_difficulty_done=lambda _, d, rows: done.setdefault(d, []).extend(rows))
+    assert len(done[5]) == 3 and {r.slot for r in done[5]} == {1, 2, 3}
+    assert all(len(rows) == 5 for d, rows in done.items() if d != 5)

@@ -77,15 +77,17 @@ def frame_to_scenarios(frame: pd.DataFrame) -> list[SyntheticScenario]:
     return [SyntheticScenario.model_validate(record) for record in records]
 
 
-def budget_failure(exc: BudgetExceeded, skill: Skill, pooled: list[int]) -> dg.Failure:
+def budget_failure(exc: BudgetExceeded, skill: Skill, pooled: list[tuple[int, int]]) -> dg.Failure:
     """The run stops on the budget: what it paid for is in the pool, a later run writes only the rest."""
-    kept = ", ".join(str(d) for d in sorted(pooled)) or "none"
+    scenarios = sum(n for _, n in pooled)
+    kept = (", ".join(str(d) for d, _ in sorted(pooled)) + f" ({scenarios} scenarios)") if pooled else "none"
     return dg.Failure(
         description=(
             f"skill {skill.id} ({skill.name}): {exc}. Difficulties written and pooled by this run: {kept}; "
             "the next run (tomorrow, or with the budget raised) pays only for the missing ones."
         ),
-        metadata={**exc.as_metadata(), "skill_name": skill.name, "difficulties_pooled": len(pooled)},
+        metadata={**exc.as_metadata(), "skill_name": skill.name, "difficulties_pooled": len(pooled),
+                  "scenarios_pooled": scenarios},
         allow_retries=False,
     )
 
@@ -145,11 +147,11 @@ def synthetic_scenarios(
             dataset_store.write_pool(skill, scenarios)
             context.log.debug(f"skill {skill_id}: difficulty {difficulty}: {len(scenarios)} scenarios pooled")
 
-        pooled: list[int] = []
+        pooled: list[tuple[int, int]] = []
 
         def store_and_count(skill_id: str, difficulty: int, scenarios: list[SyntheticScenario]) -> None:
             store_difficulty(skill_id, difficulty, scenarios)
-            pooled.append(difficulty)
+            pooled.append((difficulty, len(scenarios)))
 
         guard = llm.spend_guard(context.run, skill.id)
         try:

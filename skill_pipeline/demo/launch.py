@@ -157,5 +157,6 @@ def code_location_runs(instance: dg.DagsterInstance, workspace_file: Path = WORK
     from dagster._core.workspace.context import WorkspaceProcessContext
     from dagster._core.workspace.load_target import WorkspaceFileTarget
 
-    with WorkspaceProcessContext(instance, WorkspaceFileTarget(paths=[str(workspace_file)])) as context:
+    target = WorkspaceFileTarget(paths=[str(workspace_file)])
+    with WorkspaceProcessContext(instance, target, code_server_log_level="WARNING") as context:
         yield CodeLocationRuns(context)
