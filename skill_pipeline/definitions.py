@@ -31,6 +31,7 @@ from skill_pipeline.checks import (
     synthetic_scenarios_are_complete,
 )
 from skill_pipeline.jobs import experiment_job, prompt_comparison_job, promotion_job, skill_dataset_job
+from skill_pipeline.core.budget import BUDGET_VARIABLES
 from skill_pipeline.resources import local_home
 from skill_pipeline.resources.promotion_policy import POLICY_FILE_VARIABLE, load_policy
 from skill_pipeline.schedules import experiment_schedule, prompt_comparison_schedule, promotion_schedule
@@ -43,6 +44,17 @@ LIMIT_VARIABLES: tuple[tuple[str, str, type], ...] = (
     ("input_tokens_per_minute", "ANTHROPIC_INPUT_TOKENS_PER_MINUTE", int),
     ("rate_limit_share", "SKILL_PIPELINE_RATE_LIMIT_SHARE", float),
 )
+
+
+def budget_args(env: Mapping[str, str]) -> dict:
+    """The deployment's spend budget and ledger (README, "Spend budget"), for either LLM backend."""
+    args: dict = {}
+    for field, variable in BUDGET_VARIABLES.items():
+        if env.get(variable):
+            args[field] = (int if field.endswith("tokens") else float)(env[variable])
+    if env.get("SKILL_PIPELINE_SPEND_LEDGER"):
+        args["spend_ledger_path"] = env["SKILL_PIPELINE_SPEND_LEDGER"]
+    return args
 
 
 def build_resources(env: Mapping[str, str] | None = None) -> dict[str, dg.ConfigurableResource]:
@@ -81,7 +93,7 @@ def build_resources(env: Mapping[str, str] | None = None) -> dict[str, dg.Config
     if env.get("ANTHROPIC_API_KEY"):
         from skill_pipeline.resources.llm_anthropic import AnthropicLLM
 
-        llm_args: dict = {"api_key": dg.EnvVar("ANTHROPIC_API_KEY")}
+        llm_args: dict = {"api_key": dg.EnvVar("ANTHROPIC_API_KEY"), **budget_args(env)}
         if env.get("ANTHROPIC_MODEL"):
             llm_args["model"] = env["ANTHROPIC_MODEL"]
         if env.get("ANTHROPIC_BASE_URL"):
@@ -97,7 +109,7 @@ def build_resources(env: Mapping[str, str] | None = None) -> dict[str, dg.Config
     else:
         from skill_pipeline.resources.llm_offline import OfflineLLM
 
-        llm = OfflineLLM()
+        llm = OfflineLLM(**budget_args(env))
 
     return {
         "skill_store": skill_store,
