@@ -1,0 +1,118 @@
+"""No skill left behind: the skill sensor re-requests a skill whose latest dataset run failed.
+
+A real instance (``dg.instance_for_test``), the real ``skill_dataset_job`` executed on it, the real
+Anthropic SDK against the loopback fake (which answers 400 to one skill's runs so that they fail for
+good), and the sensor evaluated with ``build_sensor_context`` between runs, as the daemon would.
+"""
+
+from __future__ import annotations
+
+from contextlib import closing
+from datetime import datetime, timezone
+
+import dagster as dg
+import pytest
+
+from skill_pipeline.jobs import skill_dataset_job
+from skill_pipeline.resources.dataset_store_local import LocalDatasetStore
+from skill_pipeline.resources.llm_anthropic import AnthropicLLM
+from skill_pipeline.resources.promotion_policy import PromotionPolicy
+from skill_pipeline.resources.skill_store_sqlite import SqliteSkillStore, connect
+from skill_pipeline.sensors import RETRY_ATTEMPTS_VARIABLE, RETRY_BASE_VARIABLE
+from skill_pipeline_tests.dagster_helpers import ALL_ASSETS, tick
+
+SKILLS = {"skill-a": "SQL joins", "skill-b": "Git rebasing", "skill-c": "Kubernetes probes"}
+
+
+@pytest.fixture
+def setup(tmp_path, anthropic_fake):
+    with closing(connect(tmp_path / "app.sqlite")) as conn, conn:
+        created = datetime(2026, 1, 1, tzinfo=timezone.utc).isoformat()
+        conn.executemany(
+            "insert into skills (id, name, description, active, created_at) values (?, ?, ?, 1, ?)",
+            [(k, name, f"{name}: concepts, practice and pitfalls", created) for k, name in SKILLS.items()],
+        )
+    resources = {
+        "skill_store": SqliteSkillStore(path=str(tmp_path / "app.sqlite")),
+        "dataset_store": LocalDatasetStore(path=str(tmp_path / "datasets.sqlite")),
+        "llm": AnthropicLLM(
+            api_key=anthropic_fake.api_key, base_url=anthropic_fake.url, max_concurrency=10, timeout_seconds=5.0
+        ),
+        "promotion_policy": PromotionPolicy(),
+    }
+    job = dg.Definitions(assets=ALL_ASSETS, jobs=[skill_dataset_job], resources=resources).resolve_job_def(
+        skill_dataset_job.name
+    )
+    with dg.instance_for_test() as instance:
+        yield instance, resources, job, anthropic_fake
+
+
+def run(instance, job, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+    return job.execute_in_process(
+        instance=instance, partition_key=request.partition_key, tags=dict(request.tags), raise_on_error=False
+    )
+
+
+def said(result: dg.SensorResult) -> str:
+    return result.skip_reason.skip_message if result.skip_reason else ""
+
+
+def test_failed_skill_is_re_requested_with_backoff_and_reported(setup, monkeypatch):
+    instance, resources, job, fake = setup
+    monkeypatch.setenv(RETRY_BASE_VARIABLE, "3600")
+    monkeypatch.setenv(RETRY_ATTEMPTS_VARIABLE, "1")
+
+    first = tick(instance, resources, None)
+    assert sorted(r.partition_key for r in first.run_requests) == sorted(SKILLS)
+    for request in first.run_requests:
+        if request.partition_key == "skill-c":
+            fake.inject("400", times=None)  # every call of skill-c's run: not retried, the run fails
+        result = run(instance, job, request)
+        fake.clear_faults()
+        assert result.success == (request.partition_key != "skill-c")
+    failed_run = result.run_id if request.partition_key == "skill-c" else None
+    failed_run = failed_run or next(
+        r.run_id for r in instance.get_runs() if r.tags.get("dagster/partition") == "skill-c"
+    )
+
+    # Inside the backoff: nothing requested, and the tick says so instead of "none new or changed".
+    waiting = tick(instance, resources, first.cursor)
+    assert waiting.run_requests == []
+    assert "none new or changed" not in said(waiting)
+    assert "3 active skills: 2 with a dataset; 1 without" in said(waiting)
+    assert "1 failed and waiting for backoff" in said(waiting)
+
+    # Dagster's own run retry still to come: the sensor leaves the skill to it.
+    monkeypatch.setenv(RETRY_BASE_VARIABLE, "0")
+    instance.add_run_tags(failed_run, {"dagster/will_retry": "true"})
+    leave_it = tick(instance, resources, waiting.cursor)
+    assert leave_it.run_requests == [] and "1 failed and being retried by Dagster" in said(leave_it)
+
+    # Retries spent (or off): the sensor requests the skill again under a new run key.
+    instance.add_run_tags(failed_run, {"dagster/will_retry": "false"})
+    retry = tick(instance, resources, leave_it.cursor)
+    [request] = retry.run_requests
+    assert request.partition_key == "skill-c" and request.run_key.endswith(":retry1")
+    assert failed_run in request.tags["skill_pipeline/reason"]
+
+    # Requested, not launched yet: pending, not requested twice.
+    again = tick(instance, resources, retry.cursor)
+    assert again.run_requests == [] and "1 pending" in said(again)
+
+    # The retry fails too and the attempts are spent: reported as failed on every tick, by name.
+    fake.inject("400", times=None)
+    assert not run(instance, job, request).success
+    fake.clear_faults()
+    spent = tick(instance, resources, again.cursor)
+    assert spent.run_requests == [] and "1 failed after 1 sensor retries (skill-c)" in said(spent)
+
+    # More attempts allowed: retry 2, which succeeds; then every skill has its dataset.
+    monkeypatch.setenv(RETRY_ATTEMPTS_VARIABLE, "3")
+    second = tick(instance, resources, spent.cursor)
+    [request] = second.run_requests
+    assert request.run_key.endswith(":retry2")
+    assert run(instance, job, request).success
+    done = tick(instance, resources, second.cursor)
+    assert done.run_requests == []
+    assert said(done) == "3 active skills, every one with a dataset; none new or changed"
+    assert resources["dataset_store"].read_items("skill_skill-c_scenarios")
