@@ -31,7 +31,7 @@ EXPECTED_COLUMNS: dict[str, set[str]] = {
     "sync": {"backend", "scenario", "items_written", "items_deleted", "writes", "seconds", "dataset_items", "version"},
     "sensor_tick": {
         "tick", "active_skills", "evaluation_s", "apply_partitions_s", "partitions_added", "run_requests",
-        "run_keys_repeated", "cursor_bytes", "run_requests_serialized_bytes",
+        "run_keys_repeated", "cursor_bytes", "run_requests_serialized_bytes", "skills_requested",
     },
     "read_paths": {"kind", "path", "size", "latency_s", "requests", "seconds"},
 }

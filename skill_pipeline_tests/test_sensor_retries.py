@@ -7,6 +7,7 @@ good), and the sensor evaluated with ``build_sensor_context`` between runs, as t
 
 from __future__ import annotations
 
+import json
 from contextlib import closing
 from datetime import datetime, timezone
 
@@ -51,6 +52,10 @@ def run(instance, job, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
     return job.execute_in_process(
         instance=instance, partition_key=request.partition_key, tags=dict(request.tags), raise_on_error=False
     )
+
+
+def cursor_batches(result: dg.SensorResult) -> dict:
+    return json.loads(result.cursor)["batches"]
 
 
 def said(result: dg.SensorResult) -> str:
@@ -116,3 +121,80 @@ def test_failed_skill_is_re_requested_with_backoff_and_reported(setup, monkeypat
     assert done.run_requests == []
     assert said(done) == "3 active skills, every one with a dataset; none new or changed"
     assert resources["dataset_store"].read_items("skill_skill-c_scenarios")
+
+
+def test_new_skills_in_a_batch_run_a_failing_skill_loses_no_other(setup, monkeypatch):
+    """Many new skills go to one new_skills_batch run; one skill's calls fail for good: the others get
+    their datasets, materialisations and check results per skill; the failed one is requested again
+    at once as a run of its own, and succeeds."""
+    from skill_pipeline.batch import new_skills_batch_job
+
+    instance, resources, job, fake = setup
+    monkeypatch.setenv("SKILL_PIPELINE_BATCH_MIN_SKILLS", "2")
+    monkeypatch.setenv("SKILL_PIPELINE_BATCH_RUNS", "1")
+    monkeypatch.setenv(RETRY_BASE_VARIABLE, "3600")
+    batch_job = dg.Definitions(
+        assets=ALL_ASSETS, jobs=[skill_dataset_job, new_skills_batch_job], resources=resources
+    ).resolve_job_def(new_skills_batch_job.name)
+
+    first = tick(instance, resources, None)
+    [request] = first.run_requests
+    assert request.job_name == "new_skills_batch"
+    assert sorted(request.run_config["ops"]["new_skills"]["config"]["skill_ids"]) == sorted(SKILLS)
+    pending = tick(instance, resources, first.cursor)
+    assert pending.run_requests == [] and "3 pending" in said(pending)
+
+    fake.inject("400", times=None, skill_name="Kubernetes probes")
+    result = batch_job.execute_in_process(
+        instance=instance, run_config=request.run_config, tags=dict(request.tags), raise_on_error=False
+    )
+    fake.clear_faults()
+    assert not result.success
+    store = resources["dataset_store"]
+    assert [len(store.read_items(f"skill_{k}_scenarios")) for k in ("skill-a", "skill-b", "skill-c")] == [50, 50, 0]
+    # Per skill: its own materialisations (with its own metadata) and its own check results.
+    by_asset: dict[str, dict[str, dict]] = {}
+    for event in result.get_asset_materialization_events():
+        m = event.materialization
+        by_asset.setdefault(m.asset_key.to_user_string(), {})[m.partition] = {k: v.value for k, v in m.metadata.items()}
+    for asset in ("synthetic_scenarios", "gold_standard_candidates", "skill_dataset"):
+        assert sorted(by_asset[asset]) == ["skill-a", "skill-b"], asset
+    assert by_asset["skill_dataset"]["skill-b"]["skill_name"] == "Git rebasing"
+    assert by_asset["skill_dataset"]["skill-a"]["item_count"] == 50
+    assert by_asset["synthetic_scenarios"]["skill-a"]["scenarios_generated"] == 50
+    checks = [(e.partition, e.check_name, e.passed) for e in result.get_asset_check_evaluations()]
+    assert {(p, passed) for p, _, passed in checks} == {("skill-a", True), ("skill-b", True)}
+    assert len(checks) == 2 * 7
+    assert instance.get_materialized_partitions(dg.AssetKey("skill_dataset")) == {"skill-a", "skill-b"}
+    # Nothing paid for was thrown away: one accepted call per difficulty of the two skills.
+    assert sum(1 for r in fake.requests if r.status == 200) == 20
+
+    # The failed skill of the batch: requested again at once, on its own (no backoff for a first retry).
+    retry = tick(instance, resources, pending.cursor)
+    [again] = retry.run_requests
+    assert (again.job_name, again.partition_key) == ("skill_dataset_job", "skill-c")
+    assert again.run_key.endswith(":retry1") and "batch run" in again.tags["skill_pipeline/reason"]
+    assert run(instance, job, again).success
+    done = tick(instance, resources, retry.cursor)
+    assert said(done) == "3 active skills, every one with a dataset; none new or changed"
+    assert [len(store.read_items(f"skill_{k}_scenarios")) for k in SKILLS] == [50, 50, 50]
+
+
+def test_a_batch_without_failures_succeeds_and_the_next_tick_sees_every_dataset(setup, monkeypatch):
+    from skill_pipeline.batch import new_skills_batch_job
+
+    instance, resources, _, fake = setup
+    monkeypatch.setenv("SKILL_PIPELINE_BATCH_MIN_SKILLS", "2")
+    monkeypatch.setenv("SKILL_PIPELINE_BATCH_RUNS", "2")
+    batch_job = dg.Definitions(assets=ALL_ASSETS, jobs=[new_skills_batch_job], resources=resources).resolve_job_def(
+        new_skills_batch_job.name
+    )
+    first = tick(instance, resources, None)
+    assert [len(r.run_config["ops"]["new_skills"]["config"]["skill_ids"]) for r in first.run_requests] == [2, 1]
+    for request in first.run_requests:
+        result = batch_job.execute_in_process(instance=instance, run_config=request.run_config, tags=dict(request.tags))
+        assert result.success
+    assert fake.calls == 30
+    done = tick(instance, resources, first.cursor)
+    assert said(done) == "3 active skills, every one with a dataset; none new or changed"
+    assert cursor_batches(done) == {}
