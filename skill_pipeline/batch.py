@@ -17,7 +17,9 @@ cannot store a ranged output. So the sensor hands a batch of *new* skills to thi
   own (``skill_dataset_job``). The run is not retried by Dagster (``dagster/max_retries: 0``): a
   retried batch would redo every skill to reach the failed one.
 
-The step's outputs are not stored by the IO manager: a later run of ``skill_dataset`` selects
+Known gap: after a skill of the batch failed, the others are asked again only for what the cancelled
+calls left missing, and their ``llm_calls`` / cost metadata count only those last calls (the scenarios
+themselves were pooled; nothing paid for is lost). The step's outputs are not stored by the IO manager: a later run of ``skill_dataset`` selects
 ``gold_standard_candidates`` with it (the ``promotion`` job and the schedule do).
 """
 

@@ -41,10 +41,12 @@ def setup(tmp_path, anthropic_fake):
         ),
         "promotion_policy": PromotionPolicy(),
     }
-    job = dg.Definitions(assets=ALL_ASSETS, jobs=[skill_dataset_job], resources=resources).resolve_job_def(
-        skill_dataset_job.name
-    )
+    # Resolved under a live instance (an earlier test's schedule context can leave Dagster's defs-state
+    # storage pointing at a disposed one: see test_structure.py).
     with dg.instance_for_test() as instance:
+        job = dg.Definitions(assets=ALL_ASSETS, jobs=[skill_dataset_job], resources=resources).resolve_job_def(
+            skill_dataset_job.name
+        )
         yield instance, resources, job, anthropic_fake
 
 
