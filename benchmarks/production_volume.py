@@ -205,7 +205,9 @@ def run(quick: bool = False, sizes: tuple[int, ...] | None = None, latency: floa
 
 
 def checks(rows: list[Row]) -> list[Check]:
-    most = max(rows, key=lambda r: r["skills"])
+    # the target is about the shipped configuration: batching on, no rate limit, the largest size
+    shipped = [r for r in rows if r.get("batching") != "off" and r["rate_limit"] == "none"] or rows
+    most = max(shipped, key=lambda r: r["skills"])
     ok = most["ratio"] <= TARGET_RATIO
     out = [
         Check(
@@ -254,7 +256,17 @@ def checks(rows: list[Row]) -> list[Check]:
 
 
 def notes(rows: list[Row]) -> list[str]:
-    return [
+    compared = []
+    for size in sorted({r["skills"] for r in rows}):
+        on = [r for r in rows if r["skills"] == size and r.get("batching") != "off" and r["rate_limit"] == "none"]
+        off = [r for r in rows if r["skills"] == size and r.get("batching") == "off" and r["rate_limit"] == "none"]
+        if on and off:
+            compared.append(
+                f"{size} skills: batching new skills cuts first tick → every dataset from {off[0]['wall_s']:.0f} s "
+                f"({off[0]['runs']} runs, peak {off[0]['peak_in_flight']} calls in flight) to {on[0]['wall_s']:.0f} s "
+                f"({on[0]['runs']} runs, peak {on[0]['peak_in_flight']}): {off[0]['wall_s'] / on[0]['wall_s']:.1f}× faster"
+            )
+    return compared + [
         f"{r['skills']} skills ({r['rate_limit']} limit, batching {r['batching']}): wall {r['wall_s']} s, LLM bound {r['llm_bound_s']} s, "
         f"{r['runs']} runs ({r['failed_runs']} failed), mean run {r['mean_run_s']} s, mean queue wait "
         f"{r['mean_queue_s']} s, calls in flight every 20 s: {r['in_flight_every_20s']}; load "
