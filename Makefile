@@ -10,7 +10,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export SKILL_PIPELINE_HOME ?= $(CURDIR)/.skill_pipeline
 PORT ?= 3000
 
-.PHONY: install demo dev test test-fast bench validate clean
+.PHONY: install demo dev test test-fast bench bench-e2e validate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -50,6 +50,16 @@ validate: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# End to end through a running Dagster (dagster dev on deploy/dagster.yaml, throwaway PostgreSQL, the
+# Anthropic fake answering in 3 s): first tick over SKILLS new skills to every dataset. LIMIT=R/W makes
+# the fake answer 429 above R requests per W seconds. Figures: benchmarks/RESULTS.md (hand-run section).
+SKILLS ?= 100
+LIMIT ?=
+bench-e2e: $(STAMP)
+	bash scripts/ensure_postgres.sh
+	$(BIN)/python -m benchmarks.production_volume --skills $(SKILLS) $(if $(LIMIT),--limit $(LIMIT)) --record .bench-e2e.jsonl
+	$(BIN)/python -m benchmarks.production_volume --write-results .bench-e2e.jsonl
 
 clean:
 	rm -rf $(DAGSTER_HOME) $(SKILL_PIPELINE_HOME)

@@ -18,6 +18,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -35,12 +36,17 @@ def max_in_flight(spans: list[tuple[float, float]]) -> int:
     return peak
 
 
-def serve(latency_seconds: float) -> None:
-    from skill_pipeline_tests.fakes.anthropic_server import AnthropicFake
+def serve(latency_seconds: float, limit: str = "") -> None:
+    """``limit``: ``requests/window_seconds[/output_tokens]`` enforced by the fake (empty: none)."""
+    from skill_pipeline_tests.fakes.anthropic_server import AnthropicFake, RateLimit
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line a call otherwise
 
-    fake = AnthropicFake(latency_seconds=latency_seconds).start()
+    rate_limit = None
+    if limit:
+        requests, window, *tokens = limit.split("/")
+        rate_limit = RateLimit(int(requests), float(window), int(tokens[0]) if tokens else None)
+    fake = AnthropicFake(latency_seconds=latency_seconds, rate_limit=rate_limit).start()
     print(json.dumps({"url": fake.url, "api_key": fake.api_key}), flush=True)
     try:
         for line in sys.stdin:
@@ -58,6 +64,9 @@ def serve(latency_seconds: float) -> None:
                     "statuses": dict(Counter(str(r.status) for r in since)),
                     "problems": fake.problems(),
                 }
+            elif command == "spans":  # [start, end, status] of every request since the index (monotonic s)
+                since = requests[int(args[0]) if args else 0 :]
+                answer = {"now": time.monotonic(), "spans": [[r.started, r.finished, r.status] for r in since]}
             else:
                 answer = {"error": f"unknown command {command!r}"}
             print(json.dumps(answer), flush=True)
@@ -68,10 +77,10 @@ def serve(latency_seconds: float) -> None:
 class AnthropicFakeProcess:
     """Starts ``serve`` in a child process; ``url`` and ``api_key`` are what the SDK is given."""
 
-    def __init__(self, latency_seconds: float) -> None:
+    def __init__(self, latency_seconds: float, limit: str = "") -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.anthropic_process", str(latency_seconds)],
+            [sys.executable, "-m", "benchmarks.anthropic_process", str(latency_seconds), limit],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -101,6 +110,9 @@ class AnthropicFakeProcess:
     def stats(self, since: int) -> dict[str, Any]:
         return self._ask(f"stats {since}")
 
+    def spans(self, since: int = 0) -> dict[str, Any]:
+        return self._ask(f"spans {since}")
+
     def close(self) -> None:
         if self._process.poll() is None:
             try:
@@ -123,4 +135,4 @@ class AnthropicFakeProcess:
 
 
 if __name__ == "__main__":
-    serve(float(sys.argv[1]) if len(sys.argv) > 1 else 0.0)
+    serve(float(sys.argv[1]) if len(sys.argv) > 1 else 0.0, sys.argv[2] if len(sys.argv) > 2 else "")

@@ -42,7 +42,12 @@ def _result(check_name: str, verdict: audit.Verdict, asset_key: dg.AssetKey) -> 
     description="5 scenarios per difficulty 1–10, each with a concept, none with placeholder text.",
 )
 def synthetic_scenarios_are_complete(synthetic_scenarios: pd.DataFrame) -> dg.AssetCheckResult:
-    rows = frame_to_scenarios(synthetic_scenarios)
+    verdict = scenarios_verdict(frame_to_scenarios(synthetic_scenarios))
+    return _result("synthetic_scenarios_are_complete", verdict, SYNTHETIC_SCENARIOS_KEY)
+
+
+def scenarios_verdict(rows) -> audit.Verdict:
+    """The rule of ``synthetic_scenarios_are_complete`` (also applied per skill by the new-skills batch run)."""
     failures: list[str] = []
     for d in DIFFICULTY_LEVELS:
         n = sum(1 for r in rows if r.difficulty == d)
@@ -53,8 +58,7 @@ def synthetic_scenarios_are_complete(synthetic_scenarios: pd.DataFrame) -> dg.As
             failures.append(f"{r.item_key}: no expected concept")
         if marker := find_placeholder(r.scenario):
             failures.append(f"{r.item_key}: placeholder text {marker!r}")
-    verdict = audit.Verdict(passed=not failures, detail=f"{len(rows)} scenarios", failures=failures[:20])
-    return _result("synthetic_scenarios_are_complete", verdict, SYNTHETIC_SCENARIOS_KEY)
+    return audit.Verdict(passed=not failures, detail=f"{len(rows)} scenarios", failures=failures[:20])
 
 
 DATASET_CHECKS = {
@@ -90,8 +94,14 @@ def skill_dataset_checks(
     """Reads the dataset back from the store once and audits what is really there."""
     skill = skill_store.get_skill(context.partition_key)
     items = dataset_store.read_items(dataset_name(skill.id))
+    for name, verdict in dataset_verdicts(skill, items, gold_standard_candidates).items():
+        yield _result(name, verdict, skill_dataset.key)
+
+
+def dataset_verdicts(skill, items, gold_standard_candidates: pd.DataFrame) -> dict[str, audit.Verdict]:
+    """The rules of ``skill_dataset_checks`` on what the store holds (also applied by the new-skills batch run)."""
     eligible = set(gold_standard_candidates.loc[gold_standard_candidates["eligible"], "challenge_id"].astype(str))
-    verdicts = {
+    return {
         "size_and_balance": audit.size_and_balance(items),
         "unique_deterministic_ids": audit.unique_deterministic_ids(skill, items),
         "no_placeholder_text": audit.no_placeholder_text(items),
@@ -99,8 +109,6 @@ def skill_dataset_checks(
         "only_eligible_real_world": audit.only_eligible_real_world(items, eligible),
         "no_personal_data": audit.no_personal_data(items),
     }
-    for name, verdict in verdicts.items():
-        yield _result(name, verdict, skill_dataset.key)
 
 
 class ExperimentRegressionConfig(dg.Config):

@@ -30,6 +30,7 @@ from skill_pipeline.checks import (
     skill_dataset_checks,
     synthetic_scenarios_are_complete,
 )
+from skill_pipeline.batch import new_skills_batch_job
 from skill_pipeline.jobs import experiment_job, prompt_comparison_job, promotion_job, skill_dataset_job
 from skill_pipeline.core.budget import BUDGET_VARIABLES
 from skill_pipeline.resources import local_home
@@ -128,7 +129,7 @@ def build_definitions(env: Mapping[str, str] | None = None) -> dg.Definitions:
         asset_checks=[
             synthetic_scenarios_are_complete, skill_dataset_checks, judge_scores_present, prompt_experiment_regression
         ],
-        jobs=[skill_dataset_job, promotion_job, experiment_job, prompt_comparison_job],
+        jobs=[skill_dataset_job, new_skills_batch_job, promotion_job, experiment_job, prompt_comparison_job],
         sensors=[skill_sensor, overview_automation_sensor],
         schedules=[promotion_schedule, experiment_schedule, prompt_comparison_schedule],
         resources=build_resources(env),

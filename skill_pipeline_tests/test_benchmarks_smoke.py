@@ -31,7 +31,7 @@ EXPECTED_COLUMNS: dict[str, set[str]] = {
     "sync": {"backend", "scenario", "items_written", "items_deleted", "writes", "seconds", "dataset_items", "version"},
     "sensor_tick": {
         "tick", "active_skills", "evaluation_s", "apply_partitions_s", "partitions_added", "run_requests",
-        "run_keys_repeated", "cursor_bytes", "run_requests_serialized_bytes",
+        "run_keys_repeated", "cursor_bytes", "run_requests_serialized_bytes", "skills_requested",
     },
     "read_paths": {"kind", "path", "size", "latency_s", "requests", "seconds"},
 }
@@ -166,3 +166,21 @@ def test_markdown_table_takes_every_column_and_escapes_pipes():
     assert lines[0] == "| a | b | c |"
     assert lines[2] == "| 1 | x\\|y | – |"
     assert lines[3] == "| 2,000,000 | – | – |"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_production_volume_runs_end_to_end_at_its_quick_size():
+    """`dagster dev` on the shipped instance (throwaway PostgreSQL), 2 new skills, the fake at 1 s: every
+    skill gets its dataset, no paid call is thrown away, the figures have the right shape (≈ 40 s)."""
+    from benchmarks import production_volume
+
+    [row] = production_volume.run(quick=True)
+    assert row["skills"] == production_volume.QUICK["skills"]
+    assert row["skills_without_dataset"] == 0 and row["paid_calls_thrown_away"] == 0
+    assert row["accepted_calls"] == 10 * row["skills"] and row["failed_runs"] == 0
+    assert row["runs"] == row["skills"] and row["batch_runs"] == 0  # fewer than 8 new skills: a run each
+    assert 1 <= row["peak_in_flight"] <= row["allowed_in_flight"]
+    assert row["wall_s"] > 0 and row["llm_bound_s"] > 0
+    checks = production_volume.checks([row])
+    assert checks and all(c.passed or c.note for c in checks)

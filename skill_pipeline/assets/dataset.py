@@ -9,7 +9,7 @@ from skill_pipeline.assets.generation import adoptable_pool, missing_count, stor
 from skill_pipeline.assets.metadata import table as metadata_table
 from skill_pipeline.core.composition import Composition, compose_dataset
 from skill_pipeline.core.promotion import candidates_from_frame
-from skill_pipeline.models import DIFFICULTY_LEVELS, SCENARIOS_PER_DIFFICULTY, SyncReport, dataset_name
+from skill_pipeline.models import DIFFICULTY_LEVELS, SCENARIOS_PER_DIFFICULTY, Skill, SyncReport, dataset_name
 from skill_pipeline.partitions import skills_partitions
 from skill_pipeline.resources.dataset_store import DatasetStore
 from skill_pipeline.resources.promotion_policy import PromotionPolicy
@@ -80,6 +80,20 @@ def skill_dataset(
 ) -> dg.MaterializeResult:
     skill = skill_store.get_skill(context.partition_key)
     max_promotions = promotion_policy.max_promotions if config.max_promotions is None else config.max_promotions
+    metadata = sync_skill_dataset(skill, gold_standard_candidates, dataset_store, max_promotions, context.log)
+    return dg.MaterializeResult(
+        metadata={
+            "skill_name": skill.name,
+            "max_promotions": max_promotions,
+            "max_promotions_from": "deployment" if config.max_promotions is None else "run config",
+            **metadata,
+        }
+    )
+
+
+def sync_skill_dataset(skill: Skill, gold_standard_candidates: pd.DataFrame, dataset_store: DatasetStore, max_promotions: int, log) -> dict:
+    """Compose and sync one skill's dataset from its pool; the status metadata (also used per skill by
+    the new-skills batch run)."""
     name = dataset_name(skill.id)
     pool, why = stored_pool(skill, dataset_store)
     if why == "no pool":  # a dataset from before the pool (or the old backend): adopt it, as synthetic_scenarios does
@@ -100,15 +114,8 @@ def skill_dataset(
     generators = sorted({row.generator for row in pool})
     description = f"Challenge scenarios for {skill.name} (skill-pipeline; scenarios by {', '.join(generators)})"
     report = dataset_store.sync(name, description, composition)
-    context.log.info(
+    log.info(
         f"{name}: {report.inserted} inserted, {report.updated} updated, {report.deleted} deleted, "
         f"{report.unchanged} unchanged; promoted {composition.newly_promoted or 'none'}"
     )
-    return dg.MaterializeResult(
-        metadata={
-            "skill_name": skill.name,
-            "max_promotions": max_promotions,
-            "max_promotions_from": "deployment" if config.max_promotions is None else "run config",
-            **status_metadata(composition, report, dataset_store.backend),
-        }
-    )
+    return status_metadata(composition, report, dataset_store.backend)

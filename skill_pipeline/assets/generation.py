@@ -63,6 +63,16 @@ def stored_pool(skill: Skill, dataset_store: DatasetStore) -> tuple[list[Synthet
     return pool, f"pool of {len(pool)} scenarios in the {dataset_store.backend}"
 
 
+def current_pool(skill: Skill, dataset_store: DatasetStore) -> tuple[list[SyntheticScenario], str]:
+    """The skill's pool, or (before there was one) what its stored dataset holds, pooled now."""
+    pool, why = stored_pool(skill, dataset_store)
+    if not pool and why == "no pool":
+        pool, why = adoptable_pool(skill, dataset_store)
+        if pool:
+            dataset_store.write_pool(skill, pool)
+    return pool, why
+
+
 def scenarios_frame(rows: list[SyntheticScenario]) -> pd.DataFrame:
     columns = [c for c in SyntheticScenario.model_fields if c != "adopted"] + ["adopted_item_id"]
     records = [
@@ -123,11 +133,7 @@ def synthetic_scenarios(
     if config.force_regenerate:
         pool, why = [], "regeneration forced by config"
     else:
-        pool, why = stored_pool(skill, dataset_store)
-        if not pool and why == "no pool":
-            pool, why = adoptable_pool(skill, dataset_store)
-            if pool:
-                dataset_store.write_pool(skill, pool)
+        pool, why = current_pool(skill, dataset_store)
     missing = missing_count(pool)
     complete = missing == 0
     usage, calls, model = TokenUsage(), 0, None
@@ -162,27 +168,38 @@ def synthetic_scenarios(
     else:
         context.log.info(f"skill {skill.id}: {why}; no LLM call")
 
-    by_difficulty = Counter(r.difficulty for r in pool)
-    generators = Counter(r.generator for r in pool)
     frame = scenarios_frame(pool)
     return dg.Output(
         frame,
-        metadata={
-            "skill_name": skill.name,
-            "dagster/row_count": len(frame),
-            "dataset_name": dataset_name(skill.id),
-            "scenarios": len(frame),
-            "source": "adopted" if complete else ("completed" if pool_before else "generated"),
-            "scenarios_generated": missing,
-            "adoption": why,
-            "generators": ", ".join(f"{g}: {n}" for g, n in sorted(generators.items())),
-            "model": model or ", ".join(sorted({r.model for r in pool})),
-            "prompt_version": SCENARIO_PROMPT_VERSION,
-            "llm_calls": calls,
-            **usage_metadata(llm.generator, model or "", usage),
-            "per_difficulty": table(
-                pd.DataFrame({"difficulty": list(DIFFICULTY_LEVELS), "scenarios": [by_difficulty.get(d, 0) for d in DIFFICULTY_LEVELS]})
-            ),
-            "preview": table(frame[["item_key", "difficulty", "scenario"]], max_rows=10),
-        },
+        metadata=scenarios_metadata(
+            skill, pool, frame, why=why, complete=complete, missing=missing, pool_before=pool_before,
+            calls=calls, usage=usage, model=model, generator=llm.generator,
+        ),
     )
+
+
+def scenarios_metadata(
+    skill: Skill, pool: list[SyntheticScenario], frame: pd.DataFrame, *, why: str, complete: bool, missing: int,
+    pool_before: int, calls: int, usage: TokenUsage, model: str | None, generator: str,
+) -> dict:
+    """The asset's metadata for one skill (also reported per skill by the new-skills batch run)."""
+    by_difficulty = Counter(r.difficulty for r in pool)
+    generators = Counter(r.generator for r in pool)
+    return {
+        "skill_name": skill.name,
+        "dagster/row_count": len(frame),
+        "dataset_name": dataset_name(skill.id),
+        "scenarios": len(frame),
+        "source": "adopted" if complete else ("completed" if pool_before else "generated"),
+        "scenarios_generated": missing,
+        "adoption": why,
+        "generators": ", ".join(f"{g}: {n}" for g, n in sorted(generators.items())),
+        "model": model or ", ".join(sorted({r.model for r in pool})),
+        "prompt_version": SCENARIO_PROMPT_VERSION,
+        "llm_calls": calls,
+        **usage_metadata(generator, model or "", usage),
+        "per_difficulty": table(
+            pd.DataFrame({"difficulty": list(DIFFICULTY_LEVELS), "scenarios": [by_difficulty.get(d, 0) for d in DIFFICULTY_LEVELS]})
+        ),
+        "preview": table(frame[["item_key", "difficulty", "scenario"]], max_rows=10),
+    }

@@ -49,6 +49,12 @@ def gold_standard_candidates(
         criteria, overridden = promotion_policy.resolve(config.overrides())
     except ValueError as exc:
         raise dg.Failure(f"skill {skill_id}: {exc}") from None
+    frame, metadata = score_skill(skill_id, skill_store, dataset_store, criteria, overridden, context.log)
+    return dg.Output(frame, metadata=metadata)
+
+
+def score_skill(skill_id: str, skill_store: SkillStore, dataset_store: DatasetStore, criteria, overridden: dict, log) -> tuple[pd.DataFrame, dict]:
+    """One skill's candidates and the asset's metadata (also used per skill by the new-skills batch run)."""
     skill = skill_store.get_skill(skill_id)
     data = skill_store.load_challenges(skill_id)
     try:
@@ -56,15 +62,15 @@ def gold_standard_candidates(
     except Exception as exc:  # the store names itself and the challenge; the run must name the skill
         raise dg.Failure(f"skill {skill_id}: reading judge scores from {dataset_store.backend} failed: {exc}") from None
     frame, summary = score_candidates(data.challenges, data.answers, judge, criteria)
-    context.log.info(
+    log.info(
         f"skill {skill_id}: {summary.eligible} eligible of {summary.challenges_read} challenges; "
         f"{summary.answers_excluded} answers excluded by hygiene, {summary.answers_invalid} malformed"
     )
     if len(judge) == 0 and summary.answers_read > summary.answers_unmatched:
-        context.log.warning(f"skill {skill_id}: no judge score for any challenge (see the judge_scores_present check)")
-    return dg.Output(
+        log.warning(f"skill {skill_id}: no judge score for any challenge (see the judge_scores_present check)")
+    return (
         frame,
-        metadata={
+        {
             "skill_name": skill.name,
             "dagster/row_count": len(frame),
             "read_path": f"{skill_store.backend}: {data.read_path}",

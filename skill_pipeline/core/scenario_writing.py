@@ -47,7 +47,12 @@ scenarios are valid (only the newly written ones), so the caller can store them 
 
 
 class ScenarioGenerationError(RuntimeError):
-    """An LLM call for a skill failed for good: names the service, the skill and the difficulty."""
+    """An LLM call for a skill failed for good: names the service, the skill and the difficulty
+    (``skill_id`` too, so that a caller writing many skills can set the failed one aside)."""
+
+    def __init__(self, message: str, skill_id: str | None = None) -> None:
+        super().__init__(message)
+        self.skill_id = skill_id
 
 
 class SkillGeneration(BaseModel):
@@ -247,7 +252,8 @@ def ask_until_valid(
         except Exception as exc:  # the adapter has already retried what is worth retrying
             raise ScenarioGenerationError(
                 f"{service}: call for skill {skill.id} difficulty {difficulty} failed: "
-                f"{type(exc).__name__}: {exc}"
+                f"{type(exc).__name__}: {exc}",
+                skill_id=skill.id,
             ) from exc
         usage, model = usage + reply.usage, reply.model
         try:
@@ -263,5 +269,6 @@ def ask_until_valid(
             return DifficultyResult(accepted, usage, attempt, model)
     raise ScenarioGenerationError(
         f"{service}: skill {skill.id} difficulty {difficulty}: {len(accepted)} valid scenarios of "
-        f"{SCENARIOS_PER_DIFFICULTY} after {max_attempts} attempts ({'; '.join(problems)[:500]})"
+        f"{SCENARIOS_PER_DIFFICULTY} after {max_attempts} attempts ({'; '.join(problems)[:500]})",
+        skill_id=skill.id,
     )

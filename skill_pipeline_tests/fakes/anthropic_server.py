@@ -113,12 +113,15 @@ class Fault:
     keep: int = 2
     sleep_seconds: float = 30.0
     tool: str | None = None  # only requests forcing this tool (None: any)
+    skill_name: str | None = None  # only scenario requests for this skill (None: any)
     served: int = 0
 
     def matches(self, ask: ScenarioAsk | None, tool: str | None = None) -> bool:
         if self.times is not None and self.served >= self.times:
             return False
         if self.tool is not None and tool != self.tool:
+            return False
+        if self.skill_name is not None and (ask is None or ask.skill_name != self.skill_name):
             return False
         if self.difficulty is None:
             return True
