@@ -76,6 +76,14 @@ def frame_to_scenarios(frame: pd.DataFrame) -> list[SyntheticScenario]:
     return [SyntheticScenario.model_validate(record) for record in records]
 
 
+def live_real_world_texts(skill: Skill, dataset_store: DatasetStore) -> list[str]:
+    """The questions of the real-world items in the skill's stored dataset: live items new scenarios
+    must not near-duplicate. Its synthetic items are not listed: they are the pool (already live for
+    generation) or, when the pool is being regenerated, exactly what is being replaced."""
+    stored = dataset_store.read_items(dataset_name(skill.id))
+    return [str(item.input.get("scenario") or "") for item in stored if item.source == "real_world"]
+
+
 def missing_count(pool: list[SyntheticScenario]) -> int:
     return sum(
         max(0, SCENARIOS_PER_DIFFICULTY - sum(1 for r in pool if r.difficulty == d)) for d in DIFFICULTY_LEVELS
@@ -114,7 +122,7 @@ def synthetic_scenarios(
                 dataset_store.write_pool(skill, pool)
     missing = missing_count(pool)
     complete = missing == 0
-    usage, calls, model = TokenUsage(), 0, None
+    usage, calls, model, near_duplicates = TokenUsage(), 0, None, 0
     pool_before = len(pool)
     if not complete:
         if llm.generator == "offline" and dataset_store.is_remote:
@@ -131,8 +139,16 @@ def synthetic_scenarios(
             dataset_store.write_pool(skill, scenarios)
             context.log.debug(f"skill {skill_id}: difficulty {difficulty}: {len(scenarios)} scenarios pooled")
 
-        result = llm.generate([skill], keep={skill.id: pool}, on_difficulty_done=store_difficulty)[skill.id]
+        live = live_real_world_texts(skill, dataset_store)
+        result = llm.generate(
+            [skill], keep={skill.id: pool}, on_difficulty_done=store_difficulty, live={skill.id: live}
+        )[skill.id]
         pool, usage, calls, model = result.rows, result.usage, result.calls, result.model
+        near_duplicates = result.near_duplicates_dropped
+        context.log.info(
+            f"skill {skill.id}: {near_duplicates} new scenarios dropped as near duplicates of live texts "
+            f"(the pool, {len(live)} real-world items, each other) and asked for again"
+        )
     else:
         context.log.info(f"skill {skill.id}: {why}; no LLM call")
 
@@ -153,6 +169,7 @@ def synthetic_scenarios(
             "model": model or ", ".join(sorted({r.model for r in pool})),
             "prompt_version": SCENARIO_PROMPT_VERSION,
             "llm_calls": calls,
+            "near_duplicates_dropped": near_duplicates,
             **usage_metadata(llm.generator, model or "", usage),
             "per_difficulty": table(
                 pd.DataFrame({"difficulty": list(DIFFICULTY_LEVELS), "scenarios": [by_difficulty.get(d, 0) for d in DIFFICULTY_LEVELS]})

@@ -65,10 +65,12 @@ def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
     return {}
 
 
-def run_demo(instance: dg.DagsterInstance, echo: Callable[[str], None] = lambda _: None) -> DemoReport:
-    from skill_pipeline.definitions import build_definitions
-
-    defs = build_definitions()
+def seed_and_generate(
+    defs: dg.Definitions, instance: dg.DagsterInstance, echo: Callable[[str], None] = lambda _: None
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Steps 1–2 of the demo: seed the embedded stores, one sensor tick, and the runs it requests
+    (each skill's scenarios generated and its first dataset written). Returns the items written
+    and deleted per skill. Public so that tests run the demo's generation exactly as the demo does."""
     resources = defs.resources
     skill_store = resources["skill_store"]
     dataset_store = resources["dataset_store"]
@@ -99,6 +101,17 @@ def run_demo(instance: dg.DagsterInstance, echo: Callable[[str], None] = lambda 
             f"  {names.get(request.partition_key, request.partition_key)}: {meta.get('item_count')} items, "
             f"{written[request.partition_key]} written, {deleted[request.partition_key]} deleted"
         )
+    return written, deleted
+
+
+def run_demo(instance: dg.DagsterInstance, echo: Callable[[str], None] = lambda _: None) -> DemoReport:
+    from skill_pipeline.definitions import build_definitions
+
+    defs = build_definitions()
+    resources = defs.resources
+    skill_store = resources["skill_store"]
+    dataset_store = resources["dataset_store"]
+    written, deleted = seed_and_generate(defs, instance, echo)
 
     # 3. Promotion rounds until the eligible supply is used.
     skills = skill_store.list_skills(active_only=True)

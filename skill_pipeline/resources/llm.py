@@ -65,10 +65,12 @@ class ScenarioLLM(ConfigurableResource, abc.ABC):
         skills: list[Skill],
         keep: Mapping[str, list[SyntheticScenario]] | None = None,
         on_difficulty_done: DifficultyDone | None = None,
+        live: Mapping[str, list[str]] | None = None,
     ) -> dict[str, SkillGeneration]:
         """Scenarios for every difficulty of every skill (``core.scenario_writing.generate_scenarios``);
         ``on_difficulty_done(skill_id, difficulty, scenarios)`` gets each difficulty's new scenarios
-        as soon as they are valid (the caller stores them in its pool)."""
+        as soon as they are valid (the caller stores them in its pool); ``live`` holds per skill the
+        texts of live items (besides ``keep``) that new scenarios must not near-duplicate."""
         return generate_scenarios(
             self.write_scenarios,
             skills,
@@ -79,4 +81,5 @@ class ScenarioLLM(ConfigurableResource, abc.ABC):
             max_concurrency=self.max_concurrency,
             max_attempts=self.max_attempts,
             on_difficulty_done=on_difficulty_done,
+            live=live,
         )
