@@ -2,11 +2,11 @@
 
 Each external system is real when its credentials are set and embedded otherwise:
 
-| system      | real when set                          | embedded default                          |
-|-------------|----------------------------------------|-------------------------------------------|
-| app data    | SUPABASE_URL + SUPABASE_KEY            | SQLite app database (demo seeds it)       |
-| datasets    | OPIK_API_KEY or OPIK_URL_OVERRIDE      | SQLite dataset store                      |
-| LLM         | ANTHROPIC_API_KEY                      | deterministic offline writer (labelled)   |
+| system      | real when set                                       | embedded default                        |
+|-------------|-----------------------------------------------------|-----------------------------------------|
+| app data    | SUPABASE_URL + SUPABASE_KEY (+ SUPABASE_ACCESS_TOKEN) | SQLite app database (demo seeds it)   |
+| datasets    | OPIK_API_KEY or OPIK_URL_OVERRIDE                   | SQLite dataset store                    |
+| LLM         | ANTHROPIC_API_KEY                                   | deterministic offline writer (labelled) |
 
 Secrets are passed as ``EnvVar`` so they are read at run time and never shown in the UI.
 """
@@ -31,6 +31,7 @@ from skill_pipeline.checks import (
     synthetic_scenarios_are_complete,
 )
 from skill_pipeline.jobs import experiment_job, prompt_comparison_job, promotion_job, skill_dataset_job
+from skill_pipeline.core.budget import BUDGET_VARIABLES
 from skill_pipeline.resources import local_home
 from skill_pipeline.resources.promotion_policy import POLICY_FILE_VARIABLE, load_policy
 from skill_pipeline.schedules import experiment_schedule, prompt_comparison_schedule, promotion_schedule
@@ -45,6 +46,17 @@ LIMIT_VARIABLES: tuple[tuple[str, str, type], ...] = (
 )
 
 
+def budget_args(env: Mapping[str, str]) -> dict:
+    """The deployment's spend budget and ledger (README, "Spend budget"), for either LLM backend."""
+    args: dict = {}
+    for field, variable in BUDGET_VARIABLES.items():
+        if env.get(variable):
+            args[field] = (int if field.endswith("tokens") else float)(env[variable])
+    if env.get("SKILL_PIPELINE_SPEND_LEDGER"):
+        args["spend_ledger_path"] = env["SKILL_PIPELINE_SPEND_LEDGER"]
+    return args
+
+
 def build_resources(env: Mapping[str, str] | None = None) -> dict[str, dg.ConfigurableResource]:
     """The three resources for this environment (see the module docstring)."""
     env = os.environ if env is None else env
@@ -54,7 +66,9 @@ def build_resources(env: Mapping[str, str] | None = None) -> dict[str, dg.Config
         from skill_pipeline.resources.skill_store_supabase import SupabaseSkillStore
 
         skill_store: dg.ConfigurableResource = SupabaseSkillStore(
-            url=dg.EnvVar("SUPABASE_URL"), key=dg.EnvVar("SUPABASE_KEY")
+            url=dg.EnvVar("SUPABASE_URL"), key=dg.EnvVar("SUPABASE_KEY"),
+            # The read-only role's JWT (supabase/README.md), when the deployment has one.
+            **({"access_token": dg.EnvVar("SUPABASE_ACCESS_TOKEN")} if env.get("SUPABASE_ACCESS_TOKEN") else {}),
         )
     else:
         from skill_pipeline.resources.skill_store_sqlite import SqliteSkillStore
@@ -79,7 +93,7 @@ def build_resources(env: Mapping[str, str] | None = None) -> dict[str, dg.Config
     if env.get("ANTHROPIC_API_KEY"):
         from skill_pipeline.resources.llm_anthropic import AnthropicLLM
 
-        llm_args: dict = {"api_key": dg.EnvVar("ANTHROPIC_API_KEY")}
+        llm_args: dict = {"api_key": dg.EnvVar("ANTHROPIC_API_KEY"), **budget_args(env)}
         if env.get("ANTHROPIC_MODEL"):
             llm_args["model"] = env["ANTHROPIC_MODEL"]
         if env.get("ANTHROPIC_BASE_URL"):
@@ -95,7 +109,7 @@ def build_resources(env: Mapping[str, str] | None = None) -> dict[str, dg.Config
     else:
         from skill_pipeline.resources.llm_offline import OfflineLLM
 
-        llm = OfflineLLM()
+        llm = OfflineLLM(**budget_args(env))
 
     return {
         "skill_store": skill_store,

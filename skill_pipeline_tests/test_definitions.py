@@ -44,6 +44,9 @@ def test_credentials_choose_the_real_backends_without_reading_the_secrets_at_loa
         "ANTHROPIC_API_KEY": "sk-ant-never-shown",
     }
     resources = build_resources(env)
+    assert resources["skill_store"].access_token is None  # the key is both apikey and bearer
+    with_role = build_resources({**env, "SUPABASE_ACCESS_TOKEN": "role-jwt-never-shown"})["skill_store"]
+    assert isinstance(with_role.access_token, dg.EnvVar) and "never-shown" not in repr(with_role)
     assert isinstance(resources["skill_store"], SupabaseSkillStore)
     assert isinstance(resources["dataset_store"], OpikDatasetStore)
     assert isinstance(resources["llm"], AnthropicLLM)

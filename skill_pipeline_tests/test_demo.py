@@ -1,13 +1,20 @@
 """The demo flow exactly as ``make demo`` runs it, twice, on one persistent instance."""
 
+import importlib
 import itertools
+from collections import Counter
 
 import dagster as dg
 import pytest
 
 from skill_pipeline.demo.flow import run_demo
+from skill_pipeline.demo.launch import IN_PROCESS_LAUNCH, LOCATION_NAME, code_location_runs
 from skill_pipeline.demo.seed import DEMO_SKILLS, build_demo_data
 from skill_pipeline.models import dataset_name
+from skill_pipeline.definitions import build_definitions
+from skill_pipeline.sensors import SKILL_NAME_TAG, skill_sensor
+
+REPOSITORY_LABEL = f"__repository__@{LOCATION_NAME}"
 
 
 def test_demo_data_is_large_and_spread_enough():
@@ -22,7 +29,7 @@ def test_demo_data_is_large_and_spread_enough():
 
 @pytest.mark.slow
 def test_demo_twice_fills_every_skill_then_writes_nothing():
-    with dg.instance_for_test() as instance:
+    with dg.instance_for_test(overrides=IN_PROCESS_LAUNCH) as instance:
         first = run_demo(instance)
         assert first.ok
         active = sum(1 for _, _, active in DEMO_SKILLS if active)
@@ -40,10 +47,9 @@ def test_demo_twice_fills_every_skill_then_writes_nothing():
         assert first.overview.startswith(f"skills_overview: {active} skills") and "LLM cost to date n/a" in first.overview
 
         # After every promotion round, the synthetic items left have no near-duplicate pair.
-        from skill_pipeline.definitions import build_definitions
-
         store = build_definitions().resources["dataset_store"]
         assert _synthetic_near_duplicates(store, [r.skill_id for r in first.rows]) == {r.skill_id: [] for r in first.rows}
+        assert_runs_are_the_code_locations_and_the_sensor_has_nothing_left(instance, active)
 
         second = run_demo(instance)
         assert second.ok and second.promotion_rounds == []
@@ -73,20 +79,44 @@ def _synthetic_near_duplicates(dataset_store, skill_ids) -> dict[str, list[tuple
 def test_the_demo_datasets_hold_no_near_duplicate_synthetic_items():
     """The demo's generation (seed, sensor tick, the runs it requests) on the embedded defaults:
     every skill's synthetic items, compared pairwise, have no token-set ratio of 90 or more."""
-    from skill_pipeline.definitions import build_definitions
-    from skill_pipeline.demo.flow import seed_and_generate
+    import skill_pipeline.definitions as definitions
+    from skill_pipeline.demo.stores import seed_demo_stores
 
-    defs = build_definitions()
-    with dg.instance_for_test() as instance:
-        written, _ = seed_and_generate(defs, instance)
-    active = [s.id for s in defs.resources["skill_store"].list_skills(active_only=True)]
-    assert len(active) == sum(1 for _, _, on in DEMO_SKILLS if on) and sorted(written) == sorted(active)
+    importlib.reload(definitions)  # the code location's module, under this test's environment (as run_demo)
+    resources = definitions.defs.resources
+    seed_demo_stores(resources["skill_store"], resources["dataset_store"])
+    with dg.instance_for_test(overrides=IN_PROCESS_LAUNCH) as instance, code_location_runs(instance) as runs:
+        sensor_runs = runs.tick_sensor("skill_sensor")  # step 1 of the demo; its runs execute as submitted
+        assert sensor_runs and all(run.status == dg.DagsterRunStatus.SUCCESS for run in sensor_runs)
+    active = [s.id for s in resources["skill_store"].list_skills(active_only=True)]
+    assert len(active) == sum(1 for _, _, on in DEMO_SKILLS if on) == len(sensor_runs)
     synthetic = [
         item
         for skill_id in active
-        for item in defs.resources["dataset_store"].read_items(dataset_name(skill_id))
+        for item in resources["dataset_store"].read_items(dataset_name(skill_id))
         if item.source == "synthetic"
     ]
     assert len(synthetic) >= 45 * len(active)  # a first run promotes at most 5 real-world items a skill
     assert {item.metadata.get("generator") for item in synthetic} == {"offline"}
-    assert _synthetic_near_duplicates(defs.resources["dataset_store"], active) == {s: [] for s in active}
+    assert _synthetic_near_duplicates(resources["dataset_store"], active) == {s: [] for s in active}
+
+
+def assert_runs_are_the_code_locations_and_the_sensor_has_nothing_left(instance: dg.DagsterInstance, active: int) -> None:
+    """Every run is listed under its job in the UI (the job's Runs tab filters by the repository label),
+    the sensor's runs carry their run keys and skill names, and the stored cursor leaves nothing to do."""
+    runs = instance.get_runs()
+    jobs = Counter(run.job_name for run in runs)
+    assert jobs["skill_dataset_job"] == active and jobs["experiment"] == active and jobs["prompt_comparison"] == 1
+    assert jobs["promotion"] >= 2 * active and jobs["__ASSET_JOB"] == 1
+    assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
+    for job, count in jobs.items():
+        listed = instance.get_runs(dg.RunsFilter(job_name=job, tags={".dagster/repository": REPOSITORY_LABEL}))
+        assert len(listed) == count, f"{job}: {len(listed)} of {count} runs listed under the job"
+    sensor_runs = instance.get_runs(dg.RunsFilter(tags={"dagster/sensor_name": "skill_sensor"}))
+    assert len(sensor_runs) == active and all("dagster/run_key" in r.tags and SKILL_NAME_TAG in r.tags for r in sensor_runs)
+    with code_location_runs(instance) as runs_of_location:
+        cursor = runs_of_location.sensor_cursor("skill_sensor")
+    assert cursor
+    skill_store = build_definitions().resources["skill_store"]
+    again = skill_sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources={"skill_store": skill_store}))
+    assert again.run_requests == []

@@ -32,8 +32,19 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from skill_pipeline.models import Skill, dataset_name
 from skill_pipeline.demo.stores import seed_local_home
+from skill_pipeline.models import Skill, dataset_name
+from skill_pipeline.sensors import SKILL_NAME_TAG
+from skill_pipeline_tests.e2e_graphql import (
+    ASSET_NODES,
+    BACKFILL,
+    LAUNCH_BACKFILL,
+    PARTITIONS_AND_MATERIALISATIONS,
+    RUNS,
+    TICKS,
+    fields_without_description,
+    overview_rows_and_shares,
+)
 from skill_pipeline_tests.postgres_server import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
@@ -186,86 +197,6 @@ def dagster_dev(dagster_home: Path, skill_pipeline_home: Path, log: Path) -> Ite
         stop_group(process, port)
 
 
-# ---------------------------------------------------------------------------------------------
-# GraphQL queries
-# ---------------------------------------------------------------------------------------------
-TICKS = """
-query Ticks($selector: SensorSelector!) {
-  sensorOrError(sensorSelector: $selector) {
-    __typename
-    ... on Sensor {
-      sensorState {
-        status
-        ticks(limit: 50) {
-          tickId status timestamp runIds skipReason
-          error { message }
-          dynamicPartitionsRequestResults { partitionsDefName partitionKeys type }
-        }
-      }
-    }
-    ... on PythonError { message }
-  }
-}
-"""
-
-RUNS = """
-query Runs($filter: RunsFilter) {
-  runsOrError(filter: $filter) {
-    __typename
-    ... on Runs { results { runId status jobName tags { key value } } }
-    ... on PythonError { message }
-  }
-}
-"""
-
-ASSET_NODES = """
-{
-  assetNodes {
-    assetKey { path }
-    dependencyKeys { path }
-    dependedByKeys { path }
-  }
-}
-"""
-
-PARTITIONS_AND_MATERIALISATIONS = """
-query Asset($key: AssetKeyInput!, $partitions: [String!]) {
-  assetNodeOrError(assetKey: $key) {
-    __typename
-    ... on AssetNode {
-      partitionKeys
-      assetMaterializations(partitions: $partitions) { partition runId }
-    }
-  }
-}
-"""
-
-LAUNCH_BACKFILL = """
-mutation Backfill($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on Error { message }
-  }
-}
-"""
-
-BACKFILL = """
-query Backfill($id: String!) {
-  partitionBackfillOrError(backfillId: $id) {
-    __typename
-    ... on PartitionBackfill {
-      status
-      numPartitions
-      error { message }
-      partitionStatuses { results { partitionName runId runStatus } }
-    }
-    ... on PythonError { message }
-  }
-}
-"""
-
-
 def ticks(dev: DagsterDev) -> list[dict[str, Any]]:
     result = dev.query(TICKS, selector=SENSOR)["sensorOrError"]
     assert result["__typename"] == "Sensor", result
@@ -354,6 +285,8 @@ def test_sensor_backfill_and_lineage_on_a_running_dagster_dev(tmp_path):
         assert sorted(tag(r, "dagster/partition") for r in first_runs) == demo_active
         assert {r["jobName"] for r in first_runs} == {"skill_dataset_job"}
         assert {tag(r, "dagster/sensor_name") for r in first_runs} == {"skill_sensor"}
+        names = {s.id: s.name for s in skill_store.list_skills(active_only=False)}
+        assert {tag(r, "dagster/partition"): tag(r, SKILL_NAME_TAG) for r in first_runs} == {k: names[k] for k in demo_active}
         assert sorted(asset_partition_keys(dev, "skill_dataset")) == demo_active
 
         wait_for("the first tick's runs to succeed", lambda: all_succeeded(dev, first["runIds"]), 300, dev, interval=2)
@@ -370,6 +303,7 @@ def test_sensor_backfill_and_lineage_on_a_running_dagster_dev(tmp_path):
         assert added_partitions(second) == {NEW_SKILL.id}
         (new_run,) = runs(dev, second["runIds"])
         assert tag(new_run, "dagster/partition") == NEW_SKILL.id and new_run["jobName"] == "skill_dataset_job"
+        assert tag(new_run, SKILL_NAME_TAG) == NEW_SKILL.name
         wait_for("the new skill's run to succeed", lambda: all_succeeded(dev, second["runIds"]), 180, dev, interval=2)
         timings["new skill run succeeded"] = time.monotonic() - started
 
@@ -434,6 +368,18 @@ def test_sensor_backfill_and_lineage_on_a_running_dagster_dev(tmp_path):
         if ("prompt_experiment",) in nodes:
             assert ("prompt_experiment",) in downstream
         assert not {tuple(k["path"]) for k in nodes[("synthetic_scenarios",)]["dependencyKeys"]}
+
+        # 5. The all-skills overview (refreshed by its automation sensor): a row and a share key per skill.
+        names[NEW_SKILL.id] = NEW_SKILL.name
+        rows, shares = wait_for("skills_overview with a row per active skill",
+                                lambda: overview_rows_and_shares(dev.query, len(everyone)), 240, dev, interval=3)
+        assert sorted(row["skill_id"] for row in rows) == everyone
+        assert set(shares) == {f"real_world_pct/{names[k]}" for k in everyone} | {"real_world_pct/overall"}
+
+        # 6. The launchpad explains itself: every field of every job's config schema has a description.
+        for job in ("skill_dataset_job", "promotion", "experiment", "prompt_comparison"):
+            selector = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "pipelineName": job}
+            assert fields_without_description(dev.query, selector) == [], job
 
         pgid = dev.process.pid
 

@@ -323,7 +323,8 @@ def test_supabase_unavailable_for_a_moment_recovers_through_retries(backends: Ba
     result = setup.materialize(SQL)
     assert result.success and all(check_results(result).values())
     statuses = [r.status for r in setup.postgrest.requests_for("answers")]
-    assert statuses[:2] == [503, 503] and statuses[2] in (200, 206)  # 206: the first of several pages
+    # The answers are read as concurrent keyset reads (answer_streams): two of them met the 503s.
+    assert statuses.count(503) == 2 and set(statuses) <= {503, 200, 206}  # 206: the first of several pages
     assert metadata(result, "gold_standard_candidates")["answers_read"] == sum(
         1 for a in build_demo_data().answers if a[1] in {c[0] for c in build_demo_data().challenges if c[1] == SQL}
     )

@@ -28,6 +28,7 @@ from skill_pipeline_tests.test_production_backends import (  # noqa: F401 - the 
     assert_balanced,
     backends,
     config,
+    tuned,
 )
 
 SKILL = Skill(
@@ -191,6 +192,9 @@ def test_generate_scenarios_hands_over_each_difficulty_and_keeps_what_was_paid_f
 
 def test_a_retried_run_after_a_failure_at_one_difficulty_pays_only_for_it(backends: Backends) -> None:
     setup = backends
+    # All ten difficulties in flight at once: the failure at 7 cancels only what has not started (by
+    # design), and this test is about what was paid for, not about which calls had started.
+    setup.resources["llm"] = tuned(setup.resources["llm"], max_concurrency=10)
     tick(setup.instance, setup.resources, cursor=None)
     setup.anthropic.inject("400", times=None, difficulty=7)  # not retried: fails the run for good
     failed = setup.materialize(SQL, run_config=config(max_promotions=0))

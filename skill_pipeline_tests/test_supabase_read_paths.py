@@ -159,3 +159,62 @@ def test_answer_strings_are_shared_not_one_object_per_answer(fake: PostgrestFake
         assert answers["is_correct"].dtype == bool
         assert answers["response_time"].dtype == answers["confidence"].dtype == "float64"
         install_read_function(fake)
+
+
+# -- least privilege: the read-only role of supabase/read_only_role.sql ------------------------------
+ROLE_SQL = Path(__file__).resolve().parent.parent / "supabase" / "read_only_role.sql"
+
+
+def shipped_role_grants() -> tuple[str, dict[str, set[str]], set[str]]:
+    """The role, its column grants and its functions, as supabase/read_only_role.sql writes them."""
+    import re
+
+    sql = re.sub(r"--[^\n]*", "", ROLE_SQL.read_text())
+    role = re.search(r"create role (\w+)", sql)[1]
+    columns = {table: {c.strip() for c in cols.split(",")}
+               for cols, table in re.findall(rf"grant select \(([^)]*)\)\s+on public\.(\w+) to {role};", sql)}
+    functions = set(re.findall(rf"grant execute on function public\.(\w+)\([^)]*\) to {role};", sql))
+    return role, columns, functions
+
+
+@pytest.mark.parametrize("read_path", ["rpc", "keyset"])
+def test_the_shipped_read_only_role_reads_everything_the_pipeline_needs(
+    fake: PostgrestFake, dataset: Dataset, read_path: str
+) -> None:
+    install_read_function(fake)
+    role, columns, functions = shipped_role_grants()
+    assert set(columns) == {"skills", "challenges", "answers"} and functions == {READ_FUNCTION}
+    token = fake.roles.add(role, columns, functions)
+    as_role = make_store(fake, access_token=token, read_path=read_path, answer_streams=3)
+    as_key = make_store(fake, read_path=read_path)
+
+    assert as_role.list_skills() == as_key.list_skills()
+    theirs, ours = as_key.load_challenges(SKILL), as_role.load_challenges(SKILL)
+    assert ours.read_path == read_path
+    pd.testing.assert_frame_equal(ordered(ours.answers), ordered(theirs.answers))
+    pd.testing.assert_frame_equal(ours.challenges, theirs.challenges)
+    as_role_requests = [r for r in fake.requests if r.role == role]
+    assert as_role_requests and all(r.headers["apikey"] == "<right key>" for r in as_role_requests)
+    assert all(r.headers["authorization"] == f"<bearer role {role}>" for r in as_role_requests)
+
+
+@pytest.mark.parametrize("read_path", ["rpc", "keyset"])
+def test_a_role_missing_a_grant_fails_naming_supabase_and_the_refusal_without_the_token(
+    fake: PostgrestFake, dataset: Dataset, read_path: str
+) -> None:
+    install_read_function(fake)
+    role, columns, functions = shipped_role_grants()
+    columns["answers"].discard("user_id")  # pseudonymised in the pipeline's process: needs the column
+    token = fake.roles.add(role, columns, functions)
+    with pytest.raises(SupabaseReadError) as caught:
+        make_store(fake, access_token=token, read_path=read_path, max_attempts=1).load_challenges(SKILL)
+    message = str(caught.value)
+    assert "Supabase" in message and "permission denied for table answers" in message and SKILL in message
+    assert token not in message and fake.key not in message
+    (refused,) = fake.take_violations()  # refused, not fallen back to the other path
+    assert ("/rpc/" in refused) == (read_path == "rpc") and "403" in refused and "42501" in refused
+    # A forged token is refused as PostgREST refuses a bad signature.
+    with pytest.raises(SupabaseReadError, match="JWSInvalidSignature|PGRST301"):
+        make_store(fake, access_token="jwt-forged", max_attempts=1).list_skills()
+    (forged,) = fake.take_violations()
+    assert "401" in forged and "PGRST301" in forged

@@ -32,7 +32,10 @@ CREATED = "2024-05-01T10:00:00+00:00"
 
 
 def make_store(fake: PostgrestFake, **overrides: Any) -> SupabaseSkillStore:
-    settings: dict[str, Any] = {"url": fake.url, "key": fake.key, "retry_backoff_seconds": 0.01, "timeout_seconds": 5}
+    # One keyset read of the answers, so that these tests can follow its pages one by one; the reads
+    # in parallel over ranges of challenge ids (the default) are tested below on top of it.
+    settings: dict[str, Any] = {"url": fake.url, "key": fake.key, "retry_backoff_seconds": 0.01, "timeout_seconds": 5,
+                                "answer_streams": 1}
     settings.update(overrides)
     return SupabaseSkillStore(**settings)
 
@@ -244,6 +247,38 @@ def test_every_challenge_and_answer_is_read_exactly_once_past_the_row_cap(
             assert request.param("id", ) is not None and request.param("id").startswith("gt.")
         for request in pages:
             assert request.param("order") == "id.asc" and request.param("limit") == "1000"
+
+
+@pytest.mark.parametrize("streams", [2, 4, 7])
+def test_answers_read_as_parallel_keyset_reads_over_challenge_ranges_are_the_same_answers(
+    fake: PostgrestFake, big_dataset: Dataset, streams: int
+) -> None:
+    one = make_store(fake).load_challenges(SKILL)
+    fake.requests.clear()
+    data = make_store(fake, answer_streams=streams).load_challenges(SKILL)
+
+    assert frame_answers(data.answers) == big_dataset.expected_answers() == frame_answers(one.answers)
+    pd.testing.assert_frame_equal(data.challenges, one.challenges)
+    answer_pages = fake.requests_for("answers")
+    ranges = {tuple(v for k, v in r.params if k == "challenge_id") for r in answer_pages}
+    assert len(ranges) == streams
+    firsts = [r for r in answer_pages if r.headers.get("prefer") == "count=exact"]
+    assert len(firsts) == streams  # each range: its own exact count, once
+    # The ranges cut the sorted challenge ids: the first is open below, the last open above, and
+    # each cut is one range's lt and the next one's gte.
+    lows = sorted(v[4:] for b in ranges for v in b if v.startswith("gte."))
+    highs = sorted(v[3:] for b in ranges for v in b if v.startswith("lt."))
+    assert lows == highs and len(lows) == streams - 1
+    assert set(lows) <= set(data.challenges["id"])
+    assert sum(1 for r in answer_pages if r.param("id") is None) == streams
+
+
+def test_a_fault_in_one_of_the_parallel_reads_is_retried_and_the_read_is_complete(
+    fake: PostgrestFake, big_dataset: Dataset
+) -> None:
+    fake.inject("missing_rows", table="answers", times=1)
+    data = make_store(fake, answer_streams=4).load_challenges(SKILL)
+    assert frame_answers(data.answers) == big_dataset.expected_answers()
 
 
 def test_user_ids_stay_in_the_store_and_no_correctness_filter_is_ever_requested(

@@ -15,6 +15,7 @@ from pydantic import Field
 
 from skill_pipeline.assets.comparison import comparison_metadata, verdict_line
 from skill_pipeline.assets.metadata import location, table
+from skill_pipeline.core.budget import BudgetExceeded
 from skill_pipeline.core.challenge_prompt import (
     CURRENT_PROMPT,
     JUDGE_PROMPT_VERSION,
@@ -39,7 +40,7 @@ from skill_pipeline.core.metrics import ChallengeTaskOutput
 from skill_pipeline.models import DatasetItem, Skill, dataset_name
 from skill_pipeline.partitions import skills_partitions
 from skill_pipeline.resources.dataset_store import DatasetStore
-from skill_pipeline.resources.llm import ScenarioLLM
+from skill_pipeline.resources.llm import BudgetedCalls, ScenarioLLM
 from skill_pipeline.resources.skill_store import SkillStore
 
 
@@ -72,7 +73,7 @@ class PromptExperimentConfig(dg.Config):
     )
 
 
-def challenge_task(llm: ScenarioLLM, prompt: PromptVersion, skill: Skill):
+def challenge_task(llm: ScenarioLLM | BudgetedCalls, prompt: PromptVersion, skill: Skill):
     """The experiment task: write a challenge for an item with ``prompt``, then have the judge estimate
     its difficulty and rate it. A reply that cannot be parsed is scored (0), not a crash: a prompt that
     makes the model answer garbage is worse, and the experiment must say so."""
@@ -146,29 +147,38 @@ def prompt_experiment(
 
     records: dict[str, list[ExperimentRecord]] = {}
     frames: list[pd.DataFrame] = []
-    for role, prompt in zip(("baseline", "candidate"), prompts):
-        for trial in range(config.trials):
-            suffix = f"-trial{trial + 1}" if config.trials > 1 else ""
-            record = dataset_store.run_experiment(
-                name,
-                items,
-                challenge_task(llm, prompt, skill),
-                experiment_name=f"{name}-{prompt.label}{suffix}",
-                experiment_config={
-                    "prompt_version": prompt.label,
-                    "role": role,
-                    "trial": trial + 1,
-                    "trials": config.trials,
-                    "judge_prompt_version": JUDGE_PROMPT_VERSION,
-                    "model": llm.model_name,
-                    "generator": llm.generator,
-                    "dataset_version": dataset_version,
-                    "skill_id": skill.id,
-                },
-                threads=llm.max_concurrency,
-            )
-            records.setdefault(prompt.label, []).append(record)
-            frames.append(score_frame(record.rows, skill_id=skill.id, version=prompt.label, trial=trial))
+    calls = llm.budgeted(llm.spend_guard(context.run, skill.id))
+    try:
+        for role, prompt in zip(("baseline", "candidate"), prompts):
+            for trial in range(config.trials):
+                suffix = f"-trial{trial + 1}" if config.trials > 1 else ""
+                record = dataset_store.run_experiment(
+                    name,
+                    items,
+                    challenge_task(calls, prompt, skill),
+                    experiment_name=f"{name}-{prompt.label}{suffix}",
+                    experiment_config={
+                        "prompt_version": prompt.label,
+                        "role": role,
+                        "trial": trial + 1,
+                        "trials": config.trials,
+                        "judge_prompt_version": JUDGE_PROMPT_VERSION,
+                        "model": llm.model_name,
+                        "generator": llm.generator,
+                        "dataset_version": dataset_version,
+                        "skill_id": skill.id,
+                    },
+                    threads=llm.max_concurrency,
+                )
+                records.setdefault(prompt.label, []).append(record)
+                frames.append(score_frame(record.rows, skill_id=skill.id, version=prompt.label, trial=trial))
+    except BudgetExceeded as exc:
+        done = ", ".join(f"{label} ×{len(recs)}" for label, recs in records.items()) or "none"
+        raise dg.Failure(
+            description=f"skill {skill.id} ({skill.name}): {exc}. Experiments completed before the stop: {done}.",
+            metadata={**exc.as_metadata(), "skill_name": skill.name},
+            allow_retries=False,
+        ) from None
     frame = pd.concat(frames, ignore_index=True)
     summaries = {label: summarise_scores([r for rec in recs for r in rec.rows]) for label, recs in records.items()}
     base = prompts[0].label

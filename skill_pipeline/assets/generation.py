@@ -16,6 +16,7 @@ from skill_pipeline.core.generation import (
 from skill_pipeline.models import DIFFICULTY_LEVELS, SCENARIOS_PER_DIFFICULTY, Skill, TokenUsage, dataset_name
 from skill_pipeline.partitions import skills_partitions
 from skill_pipeline.resources.dataset_store import DatasetStore
+from skill_pipeline.core.budget import BudgetExceeded
 from skill_pipeline.core.cost import usage_metadata
 from skill_pipeline.resources.llm import ScenarioLLM
 from skill_pipeline.resources.skill_store import SkillStore
@@ -84,6 +85,21 @@ def live_real_world_texts(skill: Skill, dataset_store: DatasetStore) -> list[str
     return [str(item.input.get("scenario") or "") for item in stored if item.source == "real_world"]
 
 
+def budget_failure(exc: BudgetExceeded, skill: Skill, pooled: list[tuple[int, int]]) -> dg.Failure:
+    """The run stops on the budget: what it paid for is in the pool, a later run writes only the rest."""
+    scenarios = sum(n for _, n in pooled)
+    kept = (", ".join(str(d) for d, _ in sorted(pooled)) + f" ({scenarios} scenarios)") if pooled else "none"
+    return dg.Failure(
+        description=(
+            f"skill {skill.id} ({skill.name}): {exc}. Difficulties written and pooled by this run: {kept}; "
+            "the next run (tomorrow, or with the budget raised) pays only for the missing ones."
+        ),
+        metadata={**exc.as_metadata(), "skill_name": skill.name, "difficulties_pooled": len(pooled),
+                  "scenarios_pooled": scenarios},
+        allow_retries=False,
+    )
+
+
 def missing_count(pool: list[SyntheticScenario]) -> int:
     return sum(
         max(0, SCENARIOS_PER_DIFFICULTY - sum(1 for r in pool if r.difficulty == d)) for d in DIFFICULTY_LEVELS
@@ -139,10 +155,20 @@ def synthetic_scenarios(
             dataset_store.write_pool(skill, scenarios)
             context.log.debug(f"skill {skill_id}: difficulty {difficulty}: {len(scenarios)} scenarios pooled")
 
+        pooled: list[tuple[int, int]] = []
+
+        def store_and_count(skill_id: str, difficulty: int, scenarios: list[SyntheticScenario]) -> None:
+            store_difficulty(skill_id, difficulty, scenarios)
+            pooled.append((difficulty, len(scenarios)))
+
         live = live_real_world_texts(skill, dataset_store)
-        result = llm.generate(
-            [skill], keep={skill.id: pool}, on_difficulty_done=store_difficulty, live={skill.id: live}
-        )[skill.id]
+        guard = llm.spend_guard(context.run, skill.id)
+        try:
+            result = llm.generate(
+                [skill], keep={skill.id: pool}, on_difficulty_done=store_and_count, live={skill.id: live}, guard=guard
+            )[skill.id]
+        except BudgetExceeded as exc:
+            raise budget_failure(exc, skill, pooled) from None
         pool, usage, calls, model = result.rows, result.usage, result.calls, result.model
         near_duplicates = result.near_duplicates_dropped
         context.log.info(

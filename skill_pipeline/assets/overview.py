@@ -10,10 +10,12 @@ from dagster import DagsterEventType
 
 from skill_pipeline.assets.dataset import skill_dataset
 from skill_pipeline.assets.metadata import location, table
+from skill_pipeline.core.budget import budget_status, spend_day, utcnow
 from skill_pipeline.core.overview import NOT_AVAILABLE, SkillFacts, overview_frame, overview_row, share_keys, total_cost
 from skill_pipeline.models import dataset_name
 from skill_pipeline.partitions import skills_partitions
 from skill_pipeline.resources.dataset_store import DatasetStore
+from skill_pipeline.resources.llm import ScenarioLLM
 from skill_pipeline.resources.skill_store import SkillStore
 
 OWNERS = ["team:learning-data"]
@@ -78,7 +80,9 @@ def _last_run(instance: dg.DagsterInstance, partition: str) -> str | None:
     return f"{run.status.value} ({run.job_name})"
 
 
-def gather_facts(instance: dg.DagsterInstance, skill_id: str, name: str, dataset_store: DatasetStore) -> SkillFacts:
+def gather_facts(
+    instance: dg.DagsterInstance, skill_id: str, name: str, dataset_store: DatasetStore, spend_today_usd: float | None = None
+) -> SkillFacts:
     dataset = dataset_name(skill_id)
     items = dataset_store.read_items(dataset)
     candidates, _ = _latest_metadata(instance, "gold_standard_candidates", skill_id)
@@ -96,6 +100,7 @@ def gather_facts(instance: dg.DagsterInstance, skill_id: str, name: str, dataset
         checks=_checks(instance, dataset_run),
         costs=costs,
         unknown_cost=unknown,
+        spend_today_usd=spend_today_usd,
         location=dataset_store.dataset_location(dataset),
     )
 
@@ -111,16 +116,24 @@ def gather_facts(instance: dg.DagsterInstance, skill_id: str, name: str, dataset
         "Every active skill at a glance, one row each: items, synthetic / real-world and the real-world "
         "share, eligible challenges not yet promoted, calibrated / uncalibrated challenges (newest "
         "scoring), the newest run and the checks of the newest dataset run, LLM cost to date (n/a when "
-        "nothing was paid or a model has no list price). `real_world_pct/{skill name}` is one plot per "
-        "skill. Refreshed by declarative automation after dataset and promotion runs."
+        "nothing was paid or a model has no list price) and today's spend; `spend/*` is today's spend "
+        "against the deployment's budget. `real_world_pct/{skill name}` is one plot per skill. Refreshed by declarative automation after dataset and promotion runs."
     ),
 )
 def skills_overview(
-    context: dg.AssetExecutionContext, skill_store: SkillStore, dataset_store: DatasetStore
+    context: dg.AssetExecutionContext, skill_store: SkillStore, dataset_store: DatasetStore, llm: ScenarioLLM
 ) -> dg.MaterializeResult:
     known = set(context.instance.get_dynamic_partitions(skills_partitions.name))
     skills = [s for s in skill_store.list_skills(active_only=True) if s.id in known]
-    rows = [overview_row(gather_facts(context.instance, s.id, s.name, dataset_store)) for s in skills]
+    day = spend_day(utcnow())
+    ledger = llm.spend_ledger()
+    by_skill = ledger.day_spend_by_skill(day)
+    rows = [
+        overview_row(gather_facts(context.instance, s.id, s.name, dataset_store,
+                                  by_skill[s.id].usd if s.id in by_skill else None))
+        for s in skills
+    ]
+    budget = budget_status(llm.spend_limits(), ledger.day_spend(day))
     frame = overview_frame(rows)
     cost = total_cost(rows)
     context.log.info(f"{len(rows)} skills; real-world share overall {share_keys(rows)['real_world_pct/overall']}%")
@@ -132,6 +145,8 @@ def skills_overview(
             "skill_count": len(rows),
             **{key: dg.MetadataValue.float(value) for key, value in share_keys(rows).items()},
             "llm_cost_usd_total": dg.MetadataValue.float(cost) if cost is not None else NOT_AVAILABLE,
+            "spend_day": day,
+            **{f"spend/{key}": value for key, value in budget.items()},
             **links,
         }
     )

@@ -35,6 +35,9 @@ class SkillFacts(BaseModel):
         description="estimated_cost_usd of each scenario generation: a float, or None when unpaid or unknown",
     )
     unknown_cost: bool = Field(default=False, description="a paid generation whose model has no list price")
+    spend_today_usd: float | None = Field(
+        default=None, description="USD the skill's paid calls cost today (spend ledger); None: no paid call today"
+    )
     location: str = ""
 
 
@@ -52,6 +55,7 @@ class OverviewRow(BaseModel):
     last_run: str
     checks: str
     llm_cost_usd: float | str
+    spend_today_usd: float | str
     skill_id: str
     dataset: str
 
@@ -98,6 +102,7 @@ def overview_row(facts: SkillFacts) -> OverviewRow:
         last_run=facts.last_run or "no run yet",
         checks=checks_summary(facts.checks),
         llm_cost_usd=NOT_AVAILABLE if cost is None else cost,
+        spend_today_usd=NOT_AVAILABLE if facts.spend_today_usd is None else facts.spend_today_usd,
         dataset=facts.location,
     )
 

@@ -27,8 +27,7 @@ from typing import Callable, Iterable, Mapping, NamedTuple, Protocol
 
 from pydantic import BaseModel
 
-from skill_pipeline.core.near_duplicates import DEFAULT_THRESHOLD, filter_new
-
+from skill_pipeline.core.budget import BudgetExceeded
 from skill_pipeline.core.generation import (
     SCENARIO_PROMPT_VERSION,
     ScenarioParseError,
@@ -36,6 +35,7 @@ from skill_pipeline.core.generation import (
     parse_scenarios_partial,
     synthetic_item_key,
 )
+from skill_pipeline.core.near_duplicates import DEFAULT_THRESHOLD, filter_new
 from skill_pipeline.models import (
     DIFFICULTY_LEVELS,
     SCENARIOS_PER_DIFFICULTY,
@@ -171,13 +171,20 @@ def generate_scenarios(
         for future in as_completed(futures):
             if future.cancelled():
                 continue
+            key = futures[future]
             if future.exception() is not None:
                 if failure is None:
                     failure = future.exception()
                     for other in futures:
                         other.cancel()
+                partial = getattr(future.exception(), "partial", None)
+                if isinstance(partial, DifficultyResult) and on_difficulty_done is not None:
+                    # Stopped by the budget after some scenarios of this difficulty were paid for: keep them.
+                    rows = _difficulty_rows(by_id[key[0]], key[1], kept.get(key, []), partial,
+                                            generator=generator, created_at=created_at)
+                    if rows:
+                        on_difficulty_done(key[0], key[1], rows)
                 continue
-            key = futures[future]
             results[key] = future.result()
             if on_difficulty_done is not None:
                 skill_id, difficulty = key
@@ -266,9 +273,9 @@ def ask_until_valid(
     """Call ``write`` until ``difficulty`` has its scenarios, asking each time only for what is missing.
 
     A new scenario that is a near duplicate of a text in ``live`` (default: ``existing``) or of
-    another new one is dropped and asked for again (module docstring). A failed call is not retried here (the adapter has already retried what is worth retrying):
-    it fails with ``ScenarioGenerationError``, as does a difficulty still short after
-    ``max_attempts`` calls.
+    another new one is dropped and asked for again (module docstring). A failed call is not
+    retried here (the adapter has already retried what is worth retrying): it fails with
+    ``ScenarioGenerationError``, as does a difficulty still short after ``max_attempts`` calls.
     """
     accepted: list[Scenario] = [
         Scenario(scenario=r.scenario, expected_concepts=r.expected_concepts, difficulty=r.difficulty)
@@ -288,6 +295,11 @@ def ask_until_valid(
         )
         try:
             reply = write(request)
+        except BudgetExceeded as exc:
+            # Refused before calling: the run stops, naming the budget; what this difficulty already
+            # got from earlier attempts was paid for and goes with the error to be pooled.
+            exc.partial = DifficultyResult(accepted, usage, attempt - 1, model, len(dropped))
+            raise
         except Exception as exc:  # the adapter has already retried what is worth retrying
             raise ScenarioGenerationError(
                 f"{service}: call for skill {skill.id} difficulty {difficulty} failed: "

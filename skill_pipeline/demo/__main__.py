@@ -1,10 +1,14 @@
 """``make demo``: the whole pipeline on the embedded defaults, on a persistent Dagster instance.
 
+Every run is created from the workspace's code location (``demo.launch``): listed under its job and on
+the timeline in ``make dev``; the sensor's cursor and run keys are stored, so ``make dev`` repeats nothing.
+
 1. one tick of the skill sensor (on a fresh instance: the startup check that backfills every skill);
 2. the sensor's runs: scenarios, candidates and dataset per skill;
 3. promotion rounds until no eligible challenge is left to promote (at most max_promotions per
    skill per round, so the real-world share rises step by step);
-4. a table per skill. Run it again: nothing is regenerated, written or deleted.
+4. one prompt comparison (v0-terse against v1 on every skill, then pooled) and the all-skills overview;
+5. a table per skill. Run it again: nothing is regenerated, written or deleted.
 
 Everything lands in ``$DAGSTER_HOME``, so ``make dev`` shows these runs, partitions and checks.
 """
@@ -13,13 +17,12 @@ from __future__ import annotations
 
 import sys
 
-import dagster as dg
-
 from skill_pipeline.demo.flow import run_demo
+from skill_pipeline.demo.launch import demo_instance
 
 
 def main() -> int:
-    instance = dg.DagsterInstance.get()
+    instance = demo_instance()
     report = run_demo(instance, echo=print)
     print()
     print(report.table())

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import dagster as dg
 from pydantic import BaseModel
 
+from skill_pipeline.demo.launch import ASSET_JOB, CodeLocationRuns, code_location_runs, materializations
 from skill_pipeline.demo.stores import seed_demo_stores
 from skill_pipeline.models import dataset_name
 from skill_pipeline.resources.dataset_store_local import LocalDatasetStore
 from skill_pipeline.resources.skill_store_sqlite import SqliteSkillStore
-from skill_pipeline.sensors import skill_sensor, skill_tags
+from skill_pipeline.sensors import skill_tags
 
 MAX_PROMOTION_ROUNDS = 12
 # The demo prints its own summary; the full event log stays in the instance for `make dev`.
@@ -58,102 +63,84 @@ class DemoReport(BaseModel):
         return "\n".join(lines)
 
 
-def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
-    for event in result.get_asset_materialization_events():
-        if event.asset_key == dg.AssetKey(asset):
-            return {k: v.value for k, v in event.materialization.metadata.items()}
-    return {}
+def run_demo(instance: dg.DagsterInstance, echo: Callable[[str], None] = lambda _: None) -> DemoReport:
+    """The demo on ``instance``; its runs are created from the workspace's code location (``demo.launch``),
+    so an instance whose launcher runs them elsewhere works too (``demo_instance`` runs them here)."""
+    import skill_pipeline.definitions as definitions
 
-
-def seed_and_generate(
-    defs: dg.Definitions, instance: dg.DagsterInstance, echo: Callable[[str], None] = lambda _: None
-) -> tuple[dict[str, int], dict[str, int]]:
-    """Steps 1–2 of the demo: seed the embedded stores, one sensor tick, and the runs it requests
-    (each skill's scenarios generated and its first dataset written). Returns the items written
-    and deleted per skill. Public so that tests run the demo's generation exactly as the demo does."""
-    resources = defs.resources
+    # The runs execute in this process from the code location's module (``definitions.defs``): load it
+    # under this environment, not one it was imported under earlier (a test's, or another folder's).
+    importlib.reload(definitions)
+    resources = definitions.defs.resources
     skill_store = resources["skill_store"]
     dataset_store = resources["dataset_store"]
     if isinstance(skill_store, SqliteSkillStore) and isinstance(dataset_store, LocalDatasetStore):
         seed_demo_stores(skill_store, dataset_store)  # the embedded stores start empty
-
-    # 1. One sensor tick, as the daemon would evaluate it.
-    context = dg.build_sensor_context(instance=instance, resources={"skill_store": skill_store}, definitions=defs)
-    result = skill_sensor(context)
-    for request in result.dynamic_partitions_requests:
-        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
-    echo(f"skill_sensor: {len(result.run_requests)} run requests")
-
     names = {s.id: s.name for s in skill_store.list_skills(active_only=False)}
 
-    # 2. The runs the sensor requested.
-    written: dict[str, int] = {}
-    deleted: dict[str, int] = {}
-    job = defs.resolve_job_def("skill_dataset_job")
-    for request in result.run_requests:
-        run = job.execute_in_process(
-            instance=instance, partition_key=request.partition_key, tags=request.tags, run_config=QUIET
-        )
-        meta = _metadata(run, "skill_dataset")
-        written[request.partition_key] = meta.get("items_inserted", 0) + meta.get("items_updated", 0)
-        deleted[request.partition_key] = meta.get("items_deleted", 0)
-        echo(
-            f"  {names.get(request.partition_key, request.partition_key)}: {meta.get('item_count')} items, "
-            f"{written[request.partition_key]} written, {deleted[request.partition_key]} deleted"
-        )
-    return written, deleted
+    with code_location_runs(instance) as runs, _quiet():
+        # 1. One tick of the skill sensor by the daemon's own code: partitions, cursor, run keys, runs.
+        sensor_runs = runs.tick_sensor("skill_sensor")
+        if sensor_runs is None:
+            echo("skill_sensor: ticked less than a minute ago; its next tick is the daemon's (make dev)")
+        else:
+            echo(f"skill_sensor: {len(sensor_runs)} runs requested")
 
+        # 2. The sensor's runs (they ran as they were submitted).
+        written: dict[str, int] = {}
+        deleted: dict[str, int] = {}
+        for run in sensor_runs or []:
+            key = run.tags.get("dagster/partition", "")
+            meta = materializations(instance, run.run_id).get("skill_dataset", {})
+            written[key] = meta.get("items_inserted", 0) + meta.get("items_updated", 0)
+            deleted[key] = meta.get("items_deleted", 0)
+            echo(f"  {names.get(key, key)}: {run.status.value}, {meta.get('item_count')} items, "
+                 f"{written[key]} written, {deleted[key]} deleted")
 
-def run_demo(instance: dg.DagsterInstance, echo: Callable[[str], None] = lambda _: None) -> DemoReport:
-    from skill_pipeline.definitions import build_definitions
+        # 3. Promotion rounds until the eligible supply is used.
+        skills = skill_store.list_skills(active_only=True)
+        rounds: list[dict[str, float]] = []
+        for round_number in range(1, MAX_PROMOTION_ROUNDS + 1):
+            promoted, shares = 0, {}
+            for skill in skills:
+                run = runs.launch("promotion", partition_key=skill.id, run_config=QUIET, tags=skill_tags(skill.name))
+                meta = materializations(instance, run.run_id).get("skill_dataset", {})
+                promoted += meta.get("newly_promoted", 0)
+                written[skill.id] = written.get(skill.id, 0) + meta.get("items_inserted", 0) + meta.get("items_updated", 0)
+                deleted[skill.id] = deleted.get(skill.id, 0) + meta.get("items_deleted", 0)
+                shares[skill.id] = meta.get("real_world_pct", 0.0)
+            echo(f"promotion round {round_number}: {promoted} challenges promoted")
+            if promoted == 0:
+                break
+            rounds.append(shares)
 
-    defs = build_definitions()
-    resources = defs.resources
-    skill_store = resources["skill_store"]
-    dataset_store = resources["dataset_store"]
-    written, deleted = seed_and_generate(defs, instance, echo)
-
-    # 3. Promotion rounds until the eligible supply is used.
-    skills = skill_store.list_skills(active_only=True)
-    promotion = defs.resolve_job_def("promotion")
-    rounds: list[dict[str, float]] = []
-    for round_number in range(1, MAX_PROMOTION_ROUNDS + 1):
-        promoted, shares = 0, {}
+        # 4. What the store now holds.
+        rows: list[SkillRow] = []
         for skill in skills:
-            run = promotion.execute_in_process(instance=instance, partition_key=skill.id, run_config=QUIET,
-                                               tags=skill_tags(skill.name))
-            meta = _metadata(run, "skill_dataset")
-            promoted += meta.get("newly_promoted", 0)
-            written[skill.id] = written.get(skill.id, 0) + meta.get("items_inserted", 0) + meta.get("items_updated", 0)
-            deleted[skill.id] = deleted.get(skill.id, 0) + meta.get("items_deleted", 0)
-            shares[skill.id] = meta.get("real_world_pct", 0.0)
-        echo(f"promotion round {round_number}: {promoted} challenges promoted")
-        if promoted == 0:
-            break
-        rounds.append(shares)
-
-    # 4. What the store now holds.
-    rows: list[SkillRow] = []
-    for skill in skills:
-        items = dataset_store.read_items(dataset_name(skill.id))
-        real = sum(1 for item in items if item.source == "real_world")
-        rows.append(
-            SkillRow(skill_id=skill.id, name=skill.name, items=len(items), synthetic=len(items) - real,
-                     real_world=real, written=written.get(skill.id, 0), deleted=deleted.get(skill.id, 0))
-        )
-    ok = all(row.items == 50 for row in rows)
-    comparison = _compare_prompts(defs, instance, [s.id for s in skills], echo)
-    overview = _materialize_overview(defs, instance, echo)
+            items = dataset_store.read_items(dataset_name(skill.id))
+            real = sum(1 for item in items if item.source == "real_world")
+            rows.append(
+                SkillRow(skill_id=skill.id, name=skill.name, items=len(items), synthetic=len(items) - real,
+                         real_world=real, written=written.get(skill.id, 0), deleted=deleted.get(skill.id, 0))
+            )
+        ok = all(row.items == 50 for row in rows)
+        comparison = _compare_prompts(runs, [s.id for s in skills], names, echo)
+        overview = _materialize_overview(runs, echo)
     return DemoReport(rows=rows, promotion_rounds=rounds, ok=ok, comparison=comparison, overview=overview)
 
 
-# 6. The all-skills overview once at the end (under `make dev` its automation sensor refreshes it).
-def _materialize_overview(defs: dg.Definitions, instance: dg.DagsterInstance, echo: Callable[[str], None]) -> str:
-    from skill_pipeline.assets.overview import skills_overview
+@contextmanager
+def _quiet():
+    """The sensor's runs log at Dagster's default level (the sensor sets no run config): kept in the
+    event log, not printed; the demo prints its own summary."""
+    with contextlib.redirect_stderr(io.StringIO()):
+        yield
 
-    result = dg.materialize([skills_overview], instance=instance, resources=defs.resources, run_config=QUIET,
-                            raise_on_error=False)
-    meta = _metadata(result, "skills_overview")
+
+# 6. The all-skills overview once at the end (under `make dev` its automation sensor refreshes it).
+def _materialize_overview(runs: CodeLocationRuns, echo: Callable[[str], None]) -> str:
+    run = runs.launch(ASSET_JOB, asset_selection=["skills_overview"], run_config=QUIET)
+    meta = materializations(runs.instance, run.run_id).get("skills_overview", {})
     if not meta:
         return "skills_overview: not materialised (see its run in the UI)"
     line = (f"skills_overview: {meta['skill_count']} skills, real-world share overall "
@@ -167,19 +154,15 @@ def _materialize_overview(defs: dg.Definitions, instance: dg.DagsterInstance, ec
 DEMO_BASELINE, DEMO_CANDIDATE = "v1", "v0-terse"
 
 
-def _compare_prompts(defs: dg.Definitions, instance: dg.DagsterInstance, skill_ids: list[str],
+def _compare_prompts(runs: CodeLocationRuns, skill_ids: list[str], names: dict[str, str],
                      echo: Callable[[str], None]) -> str:
     config = {"ops": {"prompt_experiment": {"config": {"baseline_version": DEMO_BASELINE,
                                                       "candidate_version": DEMO_CANDIDATE}}}}
-    experiment = defs.resolve_job_def("experiment")
-    names = {s.id: s.name for s in defs.resources["skill_store"].list_skills(active_only=False)}
     for skill_id in skill_ids:
-        experiment.execute_in_process(instance=instance, partition_key=skill_id, run_config={**QUIET, **config},
-                                      tags=skill_tags(names.get(skill_id, skill_id)),
-                                      raise_on_error=False)
-    pooled = defs.resolve_job_def("prompt_comparison").execute_in_process(
-        instance=instance, run_config=QUIET, raise_on_error=False)
-    meta = _metadata(pooled, "prompt_comparison_all_skills")
+        runs.launch("experiment", partition_key=skill_id, run_config={**QUIET, **config},
+                    tags=skill_tags(names.get(skill_id, skill_id)))
+    pooled = runs.launch("prompt_comparison", run_config=QUIET)
+    meta = materializations(runs.instance, pooled.run_id).get("prompt_comparison_all_skills", {})
     if not meta:
         return "prompt comparison: not run (no per-skill comparison succeeded)"
     line = f"prompt comparison: {meta['summary']} (gate {'passes' if meta['gate_passes'] else 'fails'})"

@@ -205,6 +205,10 @@ class AnthropicLLM(ScenarioLLM):
     def service(self) -> str:
         return "Anthropic"
 
+    @property
+    def output_ceiling(self) -> int:
+        return self.max_tokens
+
     def _secret(self) -> str:
         """The key as a plain string; an unresolved ``EnvVar`` (resource used outside a run) is read here."""
         key = self.api_key

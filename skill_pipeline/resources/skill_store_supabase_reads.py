@@ -79,10 +79,13 @@ class AnswerColumns:
     in the read is found (``repeated_ids``) without a set of a million strings.
     """
 
-    def __init__(self, skill_id: str) -> None:
+    def __init__(self, skill_id: str, shared_with: "AnswerColumns | None" = None) -> None:
+        """``shared_with``: another part of the same read (see ``joined``) whose string tables this one
+        uses, so a user key or challenge id is one string across parts read in parallel threads
+        (``dict.setdefault`` is atomic under the GIL)."""
         self.skill_id = skill_id
-        self._strings: dict[str, str] = {}
-        self._user_keys: dict[str, str] = {}
+        self._strings: dict[str, str] = shared_with._strings if shared_with else {}
+        self._user_keys: dict[str, str] = shared_with._user_keys if shared_with else {}
         self._chunks: dict[str, list[np.ndarray]] = {name: [] for name in ANSWER_COLUMNS}
         self._id_hashes: list[np.ndarray] = []
         self.rows = 0
@@ -97,7 +100,7 @@ class AnswerColumns:
         for index, uid in enumerate(user_ids):
             key = keys.get(uid)
             if key is None:
-                key = keys[uid] = user_key(self.skill_id, uid)
+                key = keys.setdefault(uid, user_key(self.skill_id, uid))
             out[index] = key
         return out
 
@@ -156,6 +159,17 @@ class AnswerColumns:
                 _numbers(arrays["confidence"], [row] * count, "confidence", what),
                 np.array([self._user_keys.setdefault(k, k) for k in keys], dtype=object),
             )
+
+    @classmethod
+    def joined(cls, skill_id: str, parts: Sequence["AnswerColumns"]) -> "AnswerColumns":
+        """One set of columns from reads of disjoint parts of the skill (see ``answer_streams``)."""
+        whole = cls(skill_id, shared_with=parts[0] if parts else None)
+        for part in parts:
+            for name in ANSWER_COLUMNS:
+                whole._chunks[name].extend(part._chunks[name])
+            whole._id_hashes.extend(part._id_hashes)
+            whole.rows += part.rows
+        return whole
 
     def keep(self, mask: np.ndarray) -> None:
         """Keep only the answers where ``mask`` is true (late answers wait for the next run)."""

@@ -26,11 +26,17 @@ from werkzeug import Request
 from skill_pipeline.resources.skill_store import user_key
 
 if TYPE_CHECKING:
+    from skill_pipeline_tests.fakes.postgrest_roles import Role
     from skill_pipeline_tests.fakes.postgrest_server import PostgrestFake, RecordedRequest
 
 READ_FUNCTION = "skill_pipeline_read"
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+# The columns the SQL function reads (it runs as the caller: SECURITY INVOKER).
+READ_COLUMNS = {
+    "challenges": {"id", "skill_id", "difficulty", "question", "options_json", "correct_option", "explanation"},
+    "answers": {"challenge_id", "user_id", "is_correct", "response_time", "confidence"},
+}
 
 
 @dataclass(frozen=True)
@@ -101,7 +107,8 @@ def _not_found(name: str, given: list[str], installed: Function | None) -> Excep
     )
 
 
-def call_function(fake: PostgrestFake, request: Request, recorded: RecordedRequest) -> tuple[int, bytes, dict[str, str]]:
+def call_function(fake: PostgrestFake, request: Request, recorded: RecordedRequest,
+                  role: Role | None = None) -> tuple[int, bytes, dict[str, str]]:
     from skill_pipeline_tests.fakes.postgrest_server import PostgrestError
 
     name = request.path.removeprefix("/rest/v1/rpc/")
@@ -125,6 +132,11 @@ def call_function(fake: PostgrestFake, request: Request, recorded: RecordedReque
         p for p, spec in function.params.items() if not spec.has_default
     } - set(given):
         raise _not_found(name, given, function)
+    if role is not None:
+        # SECURITY INVOKER: the caller needs EXECUTE and SELECT on every column the function reads.
+        role.check_function(name)
+        for table, columns in READ_COLUMNS.items():
+            role.check_columns(table, columns)
     for arg, value in args.items():
         kind = function.params[arg].type
         ok = value is None or (isinstance(value, str) if kind == "text" else type(value) is int)

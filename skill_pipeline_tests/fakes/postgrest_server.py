@@ -36,6 +36,8 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+
+from skill_pipeline_tests.fakes.postgrest_roles import Role, Roles
 from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import unquote
@@ -148,6 +150,7 @@ class RecordedRequest:
     # the offset of an offset page, the rows before the cursor of a keyset page. Faults match on it.
     position: int = 0
     body: Any = None  # the JSON arguments of an RPC call
+    role: str | None = None  # the database role of a bearer token; None: the project key
 
     @property
     def table(self) -> str:
@@ -341,6 +344,7 @@ class PostgrestFake:
         self._results: dict[tuple, list[dict[str, Any]]] = {}
         self.latency = 0.0  # seconds added to every response (a round trip to a hosted project)
         self.functions: dict[str, Any] = {}  # installed SQL functions (``postgrest_rpc``), by name
+        self.roles = Roles()  # database roles selected by a bearer token (``postgrest_roles``)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server = _QuickStopHTTPServer("127.0.0.1", 0, threaded=True)
@@ -431,8 +435,11 @@ class PostgrestFake:
         headers = {k.lower(): v for k, v in request.headers.items()}
         headers["apikey"] = "<right key>" if headers.get("apikey") == self.key else "<wrong or missing key>"
         if "authorization" in headers:
+            bearer = headers["authorization"].removeprefix("Bearer ")
+            role = self.roles.role(bearer)
             headers["authorization"] = (
-                "<bearer right key>" if headers["authorization"] == f"Bearer {self.key}" else "<wrong authorization>"
+                "<bearer right key>" if bearer == self.key else f"<bearer role {role.name}>" if role
+                else "<wrong authorization>"
             )
         query = unquote(request.query_string.decode("latin-1").replace("+", " "))
         recorded = RecordedRequest(
@@ -452,11 +459,11 @@ class PostgrestFake:
         if self.latency:
             self._stopping.wait(self.latency)
         try:
-            self._authorise(request)
+            role = self._authorise(request, recorded)
             if request.path.startswith("/rest/v1/rpc/"):
                 from skill_pipeline_tests.fakes.postgrest_rpc import call_function
 
-                status, body, headers = call_function(self, request, recorded)
+                status, body, headers = call_function(self, request, recorded, role)
                 recorded.status = status
                 return self._response(status, body, headers)
             if request.method not in ("GET", "HEAD"):
@@ -465,7 +472,7 @@ class PostgrestFake:
             table = request.path.removeprefix("/rest/v1/")
             if table not in SCHEMA:
                 raise PostgrestError(404, "PGRST205", f"Could not find the table 'public.{table}' in the schema cache")
-            status, body, headers = self._select(table, request, recorded)
+            status, body, headers = self._select(table, request, recorded, role)
         except PostgrestError as exc:
             if exc.violation:
                 self._violation(recorded, f"{exc.status} {json.dumps(exc.body)}")
@@ -478,7 +485,9 @@ class PostgrestFake:
         recorded.status = status
         return self._response(status, body, headers)
 
-    def _authorise(self, request: Request) -> None:
+    def _authorise(self, request: Request, recorded: RecordedRequest) -> Role | None:
+        """The role the request runs as: None for the project key (every grant), else the role of
+        its bearer token."""
         apikey = request.headers.get("apikey")
         if apikey is None:
             raise PostgrestError(401, None, "No API key found in request",
@@ -487,8 +496,12 @@ class PostgrestFake:
             raise PostgrestError(401, None, "Invalid API key",
                                  hint="Double check your Supabase `anon` or `service_role` API key.")
         authorization = request.headers.get("Authorization")
+        role = None
         if authorization is not None and authorization != f"Bearer {self.key}":
-            raise PostgrestError(401, "PGRST301", "JWSError JWSInvalidSignature")
+            role = self.roles.role(authorization.removeprefix("Bearer "))
+            if role is None:
+                raise PostgrestError(401, "PGRST301", "JWSError JWSInvalidSignature")
+        recorded.role = role.name if role else None
         profile = request.headers.get("Accept-Profile")
         if profile is not None and profile != "public":
             raise PostgrestError(406, "PGRST106", "The schema must be one of the following: public")
@@ -496,6 +509,7 @@ class PostgrestFake:
         if not any(a.strip().split(";")[0] in ("*/*", "application/json") for a in accept.split(",")):
             raise PostgrestError(406, "PGRST107", f"None of these media types are available: {accept} "
                                  "(this fake serves JSON arrays only)")
+        return role
 
     def _take_fault(self, table: str, offset: int) -> Fault | None:
         with self._lock:
@@ -543,7 +557,8 @@ class PostgrestFake:
         return self._response(status, json.dumps(rows).encode(), headers)
 
     # -- the read ----------------------------------------------------------------------------------
-    def _select(self, table: str, request: Request, recorded: RecordedRequest) -> tuple[int, bytes, dict[str, str]]:
+    def _select(self, table: str, request: Request, recorded: RecordedRequest,
+                role: Role | None = None) -> tuple[int, bytes, dict[str, str]]:
         args = request.args
         for name in ("select", "order", "offset", "limit"):
             if len(args.getlist(name)) > 1:
@@ -552,6 +567,8 @@ class PostgrestFake:
         self._check_select(table, items)
         filters = self._filters(table, items, args)
         order = self._order(table, args.get("order"))
+        if role is not None:
+            self._check_grants(role, table, items, filters, [column for column, *_ in order])
         offset = _int_param(request, "offset", 0)
         limit = _int_param(request, "limit", None)
         if (args.get("offset") is not None or limit is not None) and not order:
@@ -626,6 +643,29 @@ class PostgrestFake:
             else:
                 target, *_ = self._relation(table, item.name)
                 self._check_select(target, item.embed)
+
+    def _check_grants(self, role: Role, table: str, items: list[SelectItem], filters: list[Filter],
+                      order: list[str]) -> None:
+        """PostgreSQL needs SELECT on every column a query reads: selected, filtered on or ordered by."""
+        used: dict[str, set[str]] = {}
+
+        def walk(target: str, level: list[SelectItem]) -> None:
+            for item in level:
+                if item.embed is None:
+                    used.setdefault(target, set()).update(SCHEMA[target] if item.name == "*" else {item.name})
+                else:
+                    walk(self._relation(target, item.name)[0], item.embed)
+
+        walk(table, items)
+        used.setdefault(table, set()).update(order)
+        for flt in filters:
+            target, level = table, items
+            for step in flt.path[:-1]:
+                embed = next(i for i in level if i.embed is not None and i.key == step)
+                target, level = self._relation(target, embed.name)[0], embed.embed or []
+            used.setdefault(target, set()).add(flt.path[-1])
+        for target, columns in used.items():
+            role.check_columns(target, columns)
 
     def _filters(self, table: str, items: list[SelectItem], args: Any) -> list[Filter]:
         filters = []
