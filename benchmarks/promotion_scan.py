@@ -291,9 +291,16 @@ def checks(rows: list[Row]) -> list[Check]:
             passed=fast,
             note=""
             if fast
-            else f"{slowest} dominates; the load builds Python tuples row by row (pandas.read_sql_query over "
-            "sqlite3): reading the answers as columns (pyarrow / ADBC), or aggregating per challenge in SQL and "
-            "scoring medians on the aggregate, would close it.",
+            else (
+                f"{slowest} dominates; the load builds Python tuples row by row (pandas.read_sql_query over "
+                "sqlite3): reading the answers as columns (pyarrow / ADBC), or aggregating per challenge in SQL and "
+                "scoring medians on the aggregate, would close it."
+                if slowest == "load_s"
+                else "score_s dominates: about half is the Rasch fit (scikit-learn on user x item indicators), a "
+                "fifth the pandera row validation; both are CPU-bound, so a loaded machine (see its load average) "
+                "stretches them. Fitting the calibration on a sample of users, or validating only the columns "
+                "scoring reads, would close it."
+            ),
         ),
         Check(
             benchmark="promotion scan",
