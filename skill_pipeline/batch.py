@@ -40,6 +40,7 @@ from skill_pipeline.assets.generation import (
 from skill_pipeline.assets.promotion import gold_standard_candidates, score_skill
 from skill_pipeline.checks import dataset_verdicts, scenarios_verdict
 from skill_pipeline.core import audit
+from skill_pipeline.core.budget import BudgetExceeded
 from skill_pipeline.core.generation import SyntheticScenario
 from skill_pipeline.core.scenario_writing import ScenarioGenerationError
 from skill_pipeline.jobs import LLM_TAGS
@@ -82,12 +83,15 @@ def _generate(
     llm: ScenarioLLM,
     dataset_store: DatasetStore,
     failed: dict[str, str],
+    near_duplicates: dict[str, int],
 ) -> dict[str, tuple[int, TokenUsage, str | None]]:
     """Write the missing scenarios of ``skills`` (pooling each difficulty at once); a skill whose calls
     fail goes to ``failed`` and the rest are asked again for what is still missing. Returns the calls,
     usage and model per skill that needed the LLM."""
     by_id = {s.id: s for s in skills}
     spent: dict[str, tuple[int, TokenUsage, str | None]] = {}
+    # One guard for the batch's run; each call is attributed to its skill in the spend ledger.
+    guard = llm.spend_guard(context.run, f"batch of {len(skills)} skills")
     remaining = [s for s in skills if missing_count(pools[s.id])]
     restarts = 0
 
@@ -96,7 +100,13 @@ def _generate(
 
     while remaining:
         try:
-            results = llm.generate(remaining, keep={s.id: pools[s.id] for s in remaining}, on_difficulty_done=store)
+            results = llm.generate(remaining, keep={s.id: pools[s.id] for s in remaining}, on_difficulty_done=store,
+                                   guard=guard)
+        except BudgetExceeded as exc:  # the deployment's spend cap: stop asking; what was pooled stays
+            for skill in remaining:
+                failed[skill.id] = f"stopped by the spend budget: {exc}"
+            context.log.error(f"{len(remaining)} skills left without scenarios: {exc}")
+            return spent
         except ScenarioGenerationError as exc:
             if exc.skill_id in by_id and restarts < MAX_RESTARTS:
                 restarts += 1
@@ -114,6 +124,7 @@ def _generate(
             result = results[skill.id]
             pools[skill.id] = result.rows
             spent[skill.id] = (result.calls, result.usage, result.model)
+            near_duplicates[skill.id] = result.near_duplicates_dropped
         remaining = []
     return spent
 
@@ -155,7 +166,8 @@ def new_skills(
         f"{len(skills)} skills, {sum(missing.values())} scenarios to write with {llm.service}; "
         f"{sum(1 for m in missing.values() if not m)} complete from the store"
     )
-    spent = _generate(context, skills, pools, llm, dataset_store, failed)
+    near_duplicates: dict[str, int] = {}
+    spent = _generate(context, skills, pools, llm, dataset_store, failed, near_duplicates)
     criteria, overridden = promotion_policy.resolve({})
     for skill in skills:
         if skill.id in failed:
@@ -163,7 +175,7 @@ def new_skills(
         try:
             events = list(_report_skill(context, skill, pools[skill.id], whys[skill.id], before[skill.id],
                                         missing[skill.id], spent.get(skill.id), llm, skill_store, dataset_store,
-                                        promotion_policy, criteria, overridden))
+                                        promotion_policy, criteria, overridden, near_duplicates.get(skill.id, 0)))
         except Exception as exc:  # this skill's candidates or sync failed: the others go on
             failed[skill.id] = f"{type(exc).__name__}: {exc}"
             context.log.error(f"skill {skill.id}: {failed[skill.id]}")
@@ -181,21 +193,22 @@ def new_skills(
 
 def _report_skill(
     context, skill, pool, why, pool_before, missing, spent, llm, skill_store, dataset_store, promotion_policy,
-    criteria, overridden,
+    criteria, overridden, near_duplicates,
 ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
     """What the asset steps and their checks would record for this skill's partition."""
     calls, usage, model = spent or (0, TokenUsage(), None)
     frame = scenarios_frame(pool)
     scenario_meta = scenarios_metadata(
         skill, pool, frame, why=why, complete=not missing, missing=missing, pool_before=pool_before,
-        calls=calls, usage=usage, model=model, generator=llm.generator,
+        calls=calls, usage=usage, model=model, generator=llm.generator, near_duplicates=near_duplicates,
     )
     tags = {BATCH_RUN_TAG: context.run_id}
     yield dg.AssetMaterialization(synthetic_scenarios.key, partition=skill.id, metadata=scenario_meta, tags=tags)
     yield _check(synthetic_scenarios.key, "synthetic_scenarios_are_complete", scenarios_verdict(pool), skill.id)
     candidates, candidate_meta = score_skill(skill.id, skill_store, dataset_store, criteria, overridden, context.log)
     yield dg.AssetMaterialization(gold_standard_candidates.key, partition=skill.id, metadata=candidate_meta, tags=tags)
-    dataset_meta = sync_skill_dataset(skill, candidates, dataset_store, promotion_policy.max_promotions, context.log)
+    dataset_meta = sync_skill_dataset(skill, candidates, dataset_store, promotion_policy.max_promotions,
+                                      promotion_policy.near_duplicate_threshold, context.log)
     yield dg.AssetMaterialization(
         skill_dataset.key,
         partition=skill.id,

@@ -220,6 +220,11 @@ class GoldStandardCriteria(BaseModel):
         description="An answer slower than this many MILLISECONDS (1000–86400000; default 300000 ms = 5 minutes) is "
         "idle whatever the difficulty.",
     )
+    near_duplicate_threshold: float = Field(
+        default=90.0, ge=50, le=100,
+        description="A challenge whose question and options score at least this token-set ratio (50–100, rapidfuzz, "
+        "lowercased, punctuation ignored) against a live item of the dataset is rejected as 'near-duplicate of <item>'.",
+    )
 
 
 class DatasetItem(BaseModel):

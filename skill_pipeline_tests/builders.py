@@ -5,6 +5,7 @@ The benchmarks use these too, so a change of the models is mended in one place.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from skill_pipeline.core.generation import SCENARIO_PROMPT_VERSION, SyntheticScenario, synthetic_item_key
@@ -41,10 +42,22 @@ def synthetic_pool(
     ]
 
 
+def topic_words(key: str, n: int = 5) -> str:
+    """``n`` made-up words derived from ``key``: questions built around them are distinct items
+    (no near duplicates: composition promotes a reworded question only once)."""
+    digest = hashlib.sha256(key.encode()).digest()
+    consonants, vowels = "bcdfghklmnprstvz", "aeiou"
+    return " ".join(
+        "".join(consonants[digest[(3 * w + k) % 32] % 16] + vowels[digest[(5 * w + 2 * k + 1) % 32] % 5] for k in range(3))
+        for w in range(n)
+    )
+
+
 def candidate(challenge_id: str, difficulty: int, **fields: Any) -> Candidate:
     """An eligible real-world challenge with plausible metrics; ``fields`` override any of them."""
     values: dict[str, Any] = {
-        "question": f"Which clause filters groups after aggregation in report {challenge_id}?",
+        "question": f"Which clause filters groups after aggregation in report {challenge_id} on "
+        f"{topic_words(challenge_id)}?",
         "options": ["HAVING", "WHERE", "ORDER BY", "LIMIT"],
         "correct_option": 0,
         "explanation": "HAVING filters groups; WHERE filters rows before grouping.",

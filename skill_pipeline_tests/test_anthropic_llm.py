@@ -367,7 +367,8 @@ def test_concurrent_generations_under_a_rate_limit_all_succeed_and_nothing_is_lo
     # Calls rejected together were retried apart (jitter, then the learnt pace), not in one instant.
     retried = sorted(r.started for r in fake.requests if r.retry_count > 0)
     assert len(retried) == len(rejected)
-    assert retried[-1] - retried[0] > 0.2
+    if len(retried) > 1:  # one rejection alone (a loaded machine paces the calls itself) has no spread
+        assert retried[-1] - retried[0] > 0.2
     assert len({round(t, 3) for t in retried}) == len(retried)
 
 

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from skill_pipeline.core.composition import Composition, compose_dataset
 from skill_pipeline.core.generation import SyntheticScenario, item_id, synthetic_item_key
 from skill_pipeline_tests.builders import synthetic_pool as build_pool
+from skill_pipeline_tests.builders import topic_words
 from skill_pipeline.models import (
     DATASET_SIZE,
     DIFFICULTY_LEVELS,
@@ -69,7 +70,7 @@ def candidate(
     return Candidate(
         challenge_id=cid,
         difficulty=difficulty,
-        question=f"Which join keeps unmatched rows of the left table? ({cid})",
+        question=f"Which join keeps unmatched rows of the left table? ({cid}: {topic_words(cid)})",
         options=["INNER JOIN", "LEFT JOIN", "CROSS JOIN", "SEMI JOIN"],
         correct_option=1,
         explanation="A left join keeps every row of the left table.",

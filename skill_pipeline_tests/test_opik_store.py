@@ -22,6 +22,7 @@ from skill_pipeline.models import DATASET_SIZE, Candidate, DatasetItem, Skill, d
 from skill_pipeline.resources.dataset_store_opik import OpikDatasetStore
 from skill_pipeline.resources.opik_support import OpikDatasetStoreError
 from skill_pipeline_tests.builders import candidate as build_candidate, opik_store, synthetic_pool as build_pool
+from skill_pipeline_tests.builders import topic_words
 from skill_pipeline_tests.fakes.opik_server import (
     OPIK_TEST_API_KEY,
     OPIK_TEST_WORKSPACE,
@@ -54,7 +55,7 @@ def candidate(challenge_id: str, difficulty: int, judge: float = 0.9) -> Candida
     return build_candidate(
         challenge_id,
         difficulty,
-        question=f"Which control catches a duplicated payroll run in batch {challenge_id}?",
+        question=f"Which control catches a duplicated payroll run in batch {challenge_id} ({topic_words(challenge_id)})?",
         options=["Bank reconciliation", "Headcount report", "Tax filing", "Leave balance"],
         explanation="Only the bank reconciliation compares paid totals against the ledger.",
         answer_count=6,

@@ -8,6 +8,7 @@ run's stored output. A dataset seeded in the old backend's shape (random UUIDv7 
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections import Counter
 from datetime import datetime, timezone
@@ -158,9 +159,17 @@ def test_generate_scenarios_hands_over_each_difficulty_and_keeps_what_was_paid_f
 
     offline = OfflineLLM()
     done: dict[int, list] = {}
+    started: set[int] = set()
+    all_started = threading.Event()
 
     def write(request):
+        started.add(request.difficulty)
+        if len(started) == 10:
+            all_started.set()
         if request.difficulty == 4:
+            # Fail once every call is in flight: what has not started is cancelled (by design), and
+            # this test is about what was already paid for, not about thread start-up order.
+            all_started.wait(timeout=10)
             raise RuntimeError("outage")
         return offline.write_scenarios(request)
 

@@ -200,3 +200,36 @@ def test_a_batch_without_failures_succeeds_and_the_next_tick_sees_every_dataset(
     done = tick(instance, resources, first.cursor)
     assert said(done) == "3 active skills, every one with a dataset; none new or changed"
     assert cursor_batches(done) == {}
+
+
+def test_a_batch_under_a_spend_budget_stops_naming_it_keeps_what_it_paid_and_books_each_call_to_its_skill(
+    setup, monkeypatch, tmp_path
+):
+    from skill_pipeline.batch import new_skills_batch_job
+    from skill_pipeline.core.budget import spend_day
+    from skill_pipeline.resources.spend_ledger import SqliteSpendLedger
+
+    instance, resources, _, fake = setup
+    monkeypatch.setenv("SKILL_PIPELINE_BATCH_MIN_SKILLS", "2")
+    monkeypatch.setenv("SKILL_PIPELINE_BATCH_RUNS", "1")
+    ledger = tmp_path / "spend.sqlite"
+    llm = resources["llm"]
+    budgeted = AnthropicLLM(api_key=llm.api_key, base_url=llm.base_url, max_concurrency=10, timeout_seconds=5.0,
+                            budget_run_tokens=20_000, spend_ledger_path=str(ledger))
+    resources = {**resources, "llm": budgeted}
+    batch_job = dg.Definitions(assets=ALL_ASSETS, jobs=[new_skills_batch_job], resources=resources).resolve_job_def(
+        new_skills_batch_job.name
+    )
+    (request,) = tick(instance, resources, None).run_requests
+    result = batch_job.execute_in_process(instance=instance, run_config=request.run_config, tags=dict(request.tags),
+                                          raise_on_error=False)
+
+    assert not result.success
+    failure = result.failure_data_for_node("new_skills").error.message
+    assert "spend budget" in failure and "SKILL_PIPELINE_BUDGET_RUN_TOKENS" in failure
+    store = resources["dataset_store"]
+    pooled = {s: len(store.read_pool(s)) for s in SKILLS}
+    assert 0 < fake.calls < 30 and sum(pooled.values()) > 0  # stopped early; what it paid for is pooled
+    by_skill = SqliteSpendLedger(ledger).day_spend_by_skill(spend_day(datetime.now(timezone.utc)))
+    booked = {skill: spend.calls for skill, spend in by_skill.items()}
+    assert set(booked) <= set(SKILLS) and sum(booked.values()) == fake.calls  # each call booked to its skill

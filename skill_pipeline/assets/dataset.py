@@ -6,8 +6,10 @@ import pandas as pd
 from pydantic import Field
 
 from skill_pipeline.assets.generation import adoptable_pool, missing_count, stored_pool, synthetic_scenarios
+from skill_pipeline.assets.metadata import capped_table
 from skill_pipeline.assets.metadata import table as metadata_table
 from skill_pipeline.core.composition import Composition, compose_dataset
+from skill_pipeline.core.dataset_evidence import promoted_items, retired_items
 from skill_pipeline.core.promotion import candidates_from_frame
 from skill_pipeline.models import DIFFICULTY_LEVELS, SCENARIOS_PER_DIFFICULTY, Skill, SyncReport, dataset_name
 from skill_pipeline.partitions import skills_partitions
@@ -67,7 +69,8 @@ def status_metadata(composition: Composition, report: SyncReport, backend: str) 
         "real-world challenges take slots from synthetic scenarios, best first, at most max_promotions "
         "new ones a run. Synced by diff: new items inserted before displaced ones are deleted, "
         "unchanged items not rewritten. The synthetic scenarios come from the skill's durable pool in "
-        "the dataset store (written by synthetic_scenarios), not from a run's stored output."
+        "the dataset store (written by synthetic_scenarios), not from a run's stored output. Metadata: "
+        "tables of the promoted and the retired items with their figures and why each retired one left."
     ),
 )
 def skill_dataset(
@@ -80,7 +83,10 @@ def skill_dataset(
 ) -> dg.MaterializeResult:
     skill = skill_store.get_skill(context.partition_key)
     max_promotions = promotion_policy.max_promotions if config.max_promotions is None else config.max_promotions
-    metadata = sync_skill_dataset(skill, gold_standard_candidates, dataset_store, max_promotions, context.log)
+    metadata = sync_skill_dataset(
+        skill, gold_standard_candidates, dataset_store, max_promotions, promotion_policy.near_duplicate_threshold,
+        context.log,
+    )
     return dg.MaterializeResult(
         metadata={
             "skill_name": skill.name,
@@ -91,7 +97,10 @@ def skill_dataset(
     )
 
 
-def sync_skill_dataset(skill: Skill, gold_standard_candidates: pd.DataFrame, dataset_store: DatasetStore, max_promotions: int, log) -> dict:
+def sync_skill_dataset(
+    skill: Skill, gold_standard_candidates: pd.DataFrame, dataset_store: DatasetStore, max_promotions: int,
+    near_duplicate_threshold: float, log,
+) -> dict:
     """Compose and sync one skill's dataset from its pool; the status metadata (also used per skill by
     the new-skills batch run)."""
     name = dataset_name(skill.id)
@@ -108,8 +117,10 @@ def sync_skill_dataset(skill: Skill, gold_standard_candidates: pd.DataFrame, dat
             )
         )
     candidates = candidates_from_frame(gold_standard_candidates, eligible_only=True)
+    stored = dataset_store.read_items(name)
     composition = compose_dataset(
-        skill, pool, candidates, dataset_store.read_items(name), max_promotions=max_promotions
+        skill, pool, candidates, stored, max_promotions=max_promotions,
+        near_duplicate_threshold=near_duplicate_threshold,
     )
     generators = sorted({row.generator for row in pool})
     description = f"Challenge scenarios for {skill.name} (skill-pipeline; scenarios by {', '.join(generators)})"
@@ -118,4 +129,9 @@ def sync_skill_dataset(skill: Skill, gold_standard_candidates: pd.DataFrame, dat
         f"{name}: {report.inserted} inserted, {report.updated} updated, {report.deleted} deleted, "
         f"{report.unchanged} unchanged; promoted {composition.newly_promoted or 'none'}"
     )
-    return status_metadata(composition, report, dataset_store.backend)
+    return {
+        **status_metadata(composition, report, dataset_store.backend),
+        **capped_table("promoted_items", promoted_items(composition, gold_standard_candidates)),
+        **capped_table("retired_items", retired_items(skill, composition, gold_standard_candidates, stored)),
+        "near_duplicates_skipped": dg.MetadataValue.json(composition.near_duplicates_skipped),
+    }

@@ -87,6 +87,14 @@ def frame_to_scenarios(frame: pd.DataFrame) -> list[SyntheticScenario]:
     return [SyntheticScenario.model_validate(record) for record in records]
 
 
+def live_real_world_texts(skill: Skill, dataset_store: DatasetStore) -> list[str]:
+    """The questions of the real-world items in the skill's stored dataset: live items new scenarios
+    must not near-duplicate. Its synthetic items are not listed: they are the pool (already live for
+    generation) or, when the pool is being regenerated, exactly what is being replaced."""
+    stored = dataset_store.read_items(dataset_name(skill.id))
+    return [str(item.input.get("scenario") or "") for item in stored if item.source == "real_world"]
+
+
 def budget_failure(exc: BudgetExceeded, skill: Skill, pooled: list[tuple[int, int]]) -> dg.Failure:
     """The run stops on the budget: what it paid for is in the pool, a later run writes only the rest."""
     scenarios = sum(n for _, n in pooled)
@@ -136,7 +144,7 @@ def synthetic_scenarios(
         pool, why = current_pool(skill, dataset_store)
     missing = missing_count(pool)
     complete = missing == 0
-    usage, calls, model = TokenUsage(), 0, None
+    usage, calls, model, near_duplicates = TokenUsage(), 0, None, 0
     pool_before = len(pool)
     if not complete:
         if llm.generator == "offline" and dataset_store.is_remote:
@@ -159,12 +167,20 @@ def synthetic_scenarios(
             store_difficulty(skill_id, difficulty, scenarios)
             pooled.append((difficulty, len(scenarios)))
 
+        live = live_real_world_texts(skill, dataset_store)
         guard = llm.spend_guard(context.run, skill.id)
         try:
-            result = llm.generate([skill], keep={skill.id: pool}, on_difficulty_done=store_and_count, guard=guard)[skill.id]
+            result = llm.generate(
+                [skill], keep={skill.id: pool}, on_difficulty_done=store_and_count, live={skill.id: live}, guard=guard
+            )[skill.id]
         except BudgetExceeded as exc:
             raise budget_failure(exc, skill, pooled) from None
         pool, usage, calls, model = result.rows, result.usage, result.calls, result.model
+        near_duplicates = result.near_duplicates_dropped
+        context.log.info(
+            f"skill {skill.id}: {near_duplicates} new scenarios dropped as near duplicates of live texts "
+            f"(the pool, {len(live)} real-world items, each other) and asked for again"
+        )
     else:
         context.log.info(f"skill {skill.id}: {why}; no LLM call")
 
@@ -173,14 +189,14 @@ def synthetic_scenarios(
         frame,
         metadata=scenarios_metadata(
             skill, pool, frame, why=why, complete=complete, missing=missing, pool_before=pool_before,
-            calls=calls, usage=usage, model=model, generator=llm.generator,
+            calls=calls, usage=usage, model=model, generator=llm.generator, near_duplicates=near_duplicates,
         ),
     )
 
 
 def scenarios_metadata(
     skill: Skill, pool: list[SyntheticScenario], frame: pd.DataFrame, *, why: str, complete: bool, missing: int,
-    pool_before: int, calls: int, usage: TokenUsage, model: str | None, generator: str,
+    pool_before: int, calls: int, usage: TokenUsage, model: str | None, generator: str, near_duplicates: int = 0,
 ) -> dict:
     """The asset's metadata for one skill (also reported per skill by the new-skills batch run)."""
     by_difficulty = Counter(r.difficulty for r in pool)
@@ -197,6 +213,7 @@ def scenarios_metadata(
         "model": model or ", ".join(sorted({r.model for r in pool})),
         "prompt_version": SCENARIO_PROMPT_VERSION,
         "llm_calls": calls,
+        "near_duplicates_dropped": near_duplicates,
         **usage_metadata(generator, model or "", usage),
         "per_difficulty": table(
             pd.DataFrame({"difficulty": list(DIFFICULTY_LEVELS), "scenarios": [by_difficulty.get(d, 0) for d in DIFFICULTY_LEVELS]})

@@ -48,6 +48,18 @@ def table(frame: pd.DataFrame, *, max_rows: int = 100) -> dg.TableMetadataValue:
     return dg.MetadataValue.table(records=records, schema=schema)
 
 
+EVIDENCE_ROWS = 50  # a table a reviewer reads, not an export: the rest is counted
+
+
+def capped_table(name: str, frame: pd.DataFrame, max_rows: int = EVIDENCE_ROWS) -> dict[str, Any]:
+    """``{name: the first max_rows rows as a table, name_count: all rows, name_not_shown: the rest}``."""
+    return {
+        name: table(frame, max_rows=max_rows),
+        f"{name}_count": len(frame),
+        f"{name}_not_shown": max(0, len(frame) - max_rows),
+    }
+
+
 def counts_table(counts: dict[str, int], key: str, value: str) -> dg.TableMetadataValue:
     """A two-column table of non-zero counts (e.g. rejected challenges by reason)."""
     rows = [(k, int(v)) for k, v in counts.items() if v]

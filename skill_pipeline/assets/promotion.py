@@ -6,6 +6,9 @@ import pandas as pd
 
 from skill_pipeline.assets.metadata import counts_table, table
 from skill_pipeline.core.promotion import rejection_table, score_candidates
+from skill_pipeline.core.promotion_duplicates import live_items_frame
+from skill_pipeline.core.promotion_reasons import REASON_NEAR_DUPLICATE
+from skill_pipeline.models import dataset_name
 from skill_pipeline.partitions import skills_partitions
 from skill_pipeline.resources.dataset_store import DatasetStore
 from skill_pipeline.resources.promotion_policy import PromotionPolicy, criteria_override_config
@@ -33,7 +36,8 @@ class GoldStandardConfig(criteria_override_config(dg.Config)):  # type: ignore[m
         "then per challenge: valid answers, correct rate with its Wilson interval, response-time score "
         "of the correct answers, discrimination (rest-score correlation, needs user keys), difficulty "
         "calibrated from the answers (Rasch per skill; a label off by more than 1 level moves the item "
-        "to its calibrated slot), and the LLM judge's composite score from the dataset store. "
+        "to its calibrated slot), the LLM judge's composite score from the dataset store, and whether "
+        "its question and options reword a live item of the dataset (rapidfuzz token-set ratio). "
         "`eligible` says whether it meets the gold-standard criteria, `reason` lists every rule it fails."
     ),
 )
@@ -61,7 +65,8 @@ def score_skill(skill_id: str, skill_store: SkillStore, dataset_store: DatasetSt
         judge = dataset_store.judge_scores(data.challenges["id"].astype(str).tolist())
     except Exception as exc:  # the store names itself and the challenge; the run must name the skill
         raise dg.Failure(f"skill {skill_id}: reading judge scores from {dataset_store.backend} failed: {exc}") from None
-    frame, summary = score_candidates(data.challenges, data.answers, judge, criteria)
+    live = live_items_frame(dataset_store.read_items(dataset_name(skill_id)))
+    frame, summary = score_candidates(data.challenges, data.answers, judge, criteria, live_items=live)
     log.info(
         f"skill {skill_id}: {summary.eligible} eligible of {summary.challenges_read} challenges; "
         f"{summary.answers_excluded} answers excluded by hygiene, {summary.answers_invalid} malformed"
@@ -80,10 +85,13 @@ def score_skill(skill_id: str, skill_store: SkillStore, dataset_store: DatasetSt
             "answers_excluded": summary.answers_excluded,
             "answers_unmatched": summary.answers_unmatched,
             "judge_scores_found": len(judge),
+            "live_items_compared": len(live),
+            "near_duplicates_of_live_items": summary.rejected_by_reason.get(REASON_NEAR_DUPLICATE, 0),
             "eligible": summary.eligible,
             "rejected": summary.rejected,
             "rejected_by_reason": counts_table(summary.rejected_by_reason, "reason", "challenges"),
             "rejected_challenges": table(rejection_table(frame)),
+            "rejected_challenges_not_shown": max(0, summary.rejected - len(rejection_table(frame))),
             "invalid_answers_by_reason": counts_table(summary.answers_invalid_by_reason, "reason", "answers"),
             "excluded_answers_by_reason": counts_table(summary.answers_excluded_by_reason, "reason", "answers"),
             "calibration": counts_table(summary.calibration_by_status, "status", "challenges"),

@@ -197,37 +197,40 @@ class SpendGuard:
                 raise BudgetExceeded(BUDGET_NAMES[key], limit, used, held, needed, unit)
 
     @contextmanager
-    def call(self, input_tokens: int, output_ceiling: int, purpose: str) -> Iterator["CallHandle"]:
+    def call(self, input_tokens: int, output_ceiling: int, purpose: str,
+             skill_id: str | None = None) -> Iterator["CallHandle"]:
         """Admit one call (or raise ``BudgetExceeded``); the body calls ``handle.settle(usage, model)``.
 
-        A call that raises before settling is released: a failed request is not billed."""
+        A call that raises before settling is released: a failed request is not billed. ``skill_id``:
+        the skill the call is for when one guard covers several (the new-skills batch run), so the
+        ledger attributes each call to its skill; else the guard's."""
         need = self.worst_case(input_tokens, output_ceiling)
         with self._lock:
             run = self.ledger.run_spend(self.run_id)
             day = self.ledger.day_spend(spend_day(self.clock()))
             self._check(need, run, day)
             self._in_flight.append(need)
-        handle = CallHandle(self, purpose)
+        handle = CallHandle(self, purpose, skill_id or self.skill_id)
         try:
             yield handle
         finally:
             with self._lock:
                 self._in_flight.remove(need)
 
-    def record(self, usage: TokenUsage, model: str, purpose: str) -> None:
+    def record(self, usage: TokenUsage, model: str, purpose: str, skill_id: str | None = None) -> None:
         self.ledger.record(LedgerEntry(
-            at=self.clock(), run_id=self.run_id, skill_id=self.skill_id, purpose=purpose, model=model,
+            at=self.clock(), run_id=self.run_id, skill_id=skill_id or self.skill_id, purpose=purpose, model=model,
             input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
             cost_usd=estimate_cost_usd(model, usage),
         ))
 
 
 class CallHandle:
-    def __init__(self, guard: SpendGuard, purpose: str) -> None:
-        self.guard, self.purpose = guard, purpose
+    def __init__(self, guard: SpendGuard, purpose: str, skill_id: str | None = None) -> None:
+        self.guard, self.purpose, self.skill_id = guard, purpose, skill_id
 
     def settle(self, usage: TokenUsage, model: str | None = None) -> None:
-        self.guard.record(usage, model or self.guard.model, self.purpose)
+        self.guard.record(usage, model or self.guard.model, self.purpose, self.skill_id)
 
 
 def budget_status(limits: SpendLimits, today: Spend) -> dict[str, float | int | str]:

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field, ValidationError
 
-from skill_pipeline.core.promotion_reasons import REASON_SEPARATOR, REJECTION_REASONS
+from skill_pipeline.core.promotion_duplicates import REASON_NEAR_DUPLICATE_PREFIX
+from skill_pipeline.core.promotion_reasons import REASON_NEAR_DUPLICATE, REASON_SEPARATOR, REJECTION_REASONS
 from skill_pipeline.models import Candidate
 
 CANDIDATE_COLUMNS: tuple[str, ...] = tuple(Candidate.model_fields)
@@ -75,6 +76,7 @@ def summarise(
     _require_columns(candidates, ("eligible", "reason"), "candidates")
     eligible = candidates["eligible"].astype(bool)
     tokens = candidates.loc[~eligible, "reason"].astype(str).str.split(REASON_SEPARATOR).explode()
+    tokens = tokens.where(~tokens.str.startswith(REASON_NEAR_DUPLICATE_PREFIX, na=False), REASON_NEAR_DUPLICATE)
     counted = tokens[tokens != ""].value_counts()
     by_reason = {name: int(counted.get(name, 0)) for name in REJECTION_REASONS}
     for name, count in counted.items():  # a reason from a newer vocabulary still shows up

@@ -5,6 +5,11 @@ best first (``Candidate.ranking_key``: judge score, response-time score, correct
 count), at most ``max_promotions`` new ones a run so replacement is gradual. A promoted item stays
 while it remains eligible; one that stops being eligible gives its slot back to a synthetic
 scenario. Synthetic scenarios fill slots in slot order, so the highest slots are displaced first.
+
+Near duplicates among the real-world items: the candidates frame already rejects a challenge that
+rewords a LIVE item (``core.promotion_duplicates``); two new candidates that reword each other are
+both "new", so composition promotes the first (best first) and skips the other when it would
+take a slot (``near_duplicates_skipped``): one run cannot promote a question twice.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from collections import Counter
 from pydantic import BaseModel, Field
 
 from skill_pipeline.core.concepts import challenge_concepts
+from skill_pipeline.core.near_duplicates import DEFAULT_THRESHOLD
+from skill_pipeline.core.promotion_duplicates import nearest_duplicate, options_text
 from skill_pipeline.core.generation import (
     QUESTION_CHARACTERISTICS,
     SyntheticScenario,
@@ -42,6 +49,10 @@ class Composition(BaseModel):
     updated: int
     newly_promoted: list[str] = Field(description="challenge ids promoted by this run")
     retired: list[str] = Field(description="challenge ids removed because they are no longer eligible")
+    near_duplicates_skipped: dict[str, str] = Field(
+        default_factory=dict,
+        description="eligible challenge id -> the real-world challenge taking a slot that it near-duplicates",
+    )
 
     def counts_by_difficulty(self) -> dict[int, Counter]:
         table: dict[int, Counter] = {d: Counter() for d in DIFFICULTY_LEVELS}
@@ -98,6 +109,7 @@ def compose_dataset(
     candidates: list[Candidate],
     stored: list[DatasetItem],
     max_promotions: int = 5,
+    near_duplicate_threshold: float = DEFAULT_THRESHOLD,
 ) -> Composition:
     """Decide the dataset's items and the diff against ``stored``. Pure and deterministic."""
     if max_promotions < 0:
@@ -117,13 +129,24 @@ def compose_dataset(
         if candidate.challenge_id in stored_challenges and len(bucket) < SCENARIOS_PER_DIFFICULTY:
             bucket.append(candidate)
     newly_promoted: list[str] = []
+    taking = [c for bucket in real_by_difficulty.values() for c in bucket]
+    taking_texts = [(c.question, options_text(c.options)) for c in taking]
+    skipped: dict[str, str] = {}
     for candidate in eligible:
         if len(newly_promoted) >= max_promotions:
             break
         bucket = real_by_difficulty[candidate.difficulty]
-        if candidate.challenge_id not in stored_challenges and len(bucket) < SCENARIOS_PER_DIFFICULTY:
-            bucket.append(candidate)
-            newly_promoted.append(candidate.challenge_id)
+        if candidate.challenge_id in stored_challenges or len(bucket) >= SCENARIOS_PER_DIFFICULTY:
+            continue
+        text = (candidate.question, options_text(candidate.options))
+        duplicate = nearest_duplicate(*text, taking_texts, near_duplicate_threshold)
+        if duplicate is not None:  # it rewords a real-world item taking a slot: one question, once
+            skipped[candidate.challenge_id] = taking[duplicate].challenge_id
+            continue
+        bucket.append(candidate)
+        taking.append(candidate)
+        taking_texts.append(text)
+        newly_promoted.append(candidate.challenge_id)
 
     pool: dict[int, list[SyntheticScenario]] = {d: [] for d in DIFFICULTY_LEVELS}
     for row in sorted(synthetic, key=lambda r: (r.difficulty, r.slot)):
@@ -138,7 +161,9 @@ def compose_dataset(
 
     kept = {c.challenge_id for bucket in real_by_difficulty.values() for c in bucket}
     retired = sorted(stored_challenges - kept)
-    return _diff(target, stored, newly_promoted, retired)
+    composition = _diff(target, stored, newly_promoted, retired)
+    composition.near_duplicates_skipped = skipped
+    return composition
 
 
 def _diff(

@@ -22,7 +22,11 @@ difficulty a challenge is promoted at is the one its answers show (DESIGN.md, "S
    found it; a bad question is caught by the other rules (a wrong key has a low correct rate and a
    negative discrimination). An item that cannot be calibrated keeps its label and says why in
    ``calibration_status``; ``require_calibration`` rejects it instead.
-5. Eligibility: every rule the challenge fails is in ``reason``, joined with ``"; "`` in the order
+5. Near duplicates (``promotion_duplicates``, when the live dataset's items are passed): a
+   challenge whose question (and options) reword a live item's is rejected with
+   ``"near-duplicate of <item key>"`` (the one reason that names something; counted under
+   ``REASON_NEAR_DUPLICATE``).
+6. Eligibility: every rule the challenge fails is in ``reason``, joined with ``"; "`` in the order
    of ``REJECTION_REASONS`` (``""`` when eligible). Reasons are fixed strings without numbers; the
    numbers are in the other columns.
 
@@ -51,6 +55,7 @@ from skill_pipeline.core.candidates import (  # noqa: F401 - re-exported: the fr
     rejection_table,
     summarise,
 )
+from skill_pipeline.core.promotion_duplicates import near_duplicate_reason, near_duplicates_of_live, options_text
 from skill_pipeline.core.promotion_reasons import *  # noqa: F403 - the vocabulary, re-exported
 from skill_pipeline.core.promotion_reasons import (
     CALIBRATED_WITHOUT_LABEL,
@@ -239,13 +244,15 @@ def score_candidates(
     answers: pd.DataFrame,
     judge_scores: Mapping[str, float],
     criteria: GoldStandardCriteria,
+    live_items: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, PromotionSummary]:
     """Every challenge of a skill, its answers' evidence, and whether it may be promoted.
 
     ``challenges`` needs ``CHALLENGE_INPUT_COLUMNS`` (``skill_id`` optional), ``answers``
     ``ANSWER_INPUT_COLUMNS`` (``user_key`` and ``chosen_option`` optional); a missing column raises
     ``ValueError``: that is a broken store, not a bad row. Bad rows never raise: they are rejected
-    with their reasons. Returns ``(frame, summary)``; see the module doc.
+    with their reasons. ``live_items`` (``promotion_duplicates.live_items_frame`` of the stored
+    dataset) turns on the near-duplicate rule. Returns ``(frame, summary)``; see the module doc.
     """
     from skill_pipeline.core import validation  # pandera: imported where it validates, not at code load
 
@@ -297,6 +304,17 @@ def score_candidates(
             REASON_LOW_JUDGE_SCORE: judge_in_range & (judge < criteria.min_judge_score - tol),
         }
     reason = _join_reasons(masks, n)
+    duplicate_of = near_duplicates_of_live(
+        table["challenge_id"].tolist(),
+        table["question"].tolist(),
+        [options_text(o) for o in table["options"].tolist()],
+        live_items,
+        criteria.near_duplicate_threshold,
+    ).to_numpy(dtype=object)
+    near = duplicate_of != ""
+    if near.any():
+        named = np.array([near_duplicate_reason(k) if k else "" for k in duplicate_of], dtype=object)
+        reason = np.where(near & (reason == ""), named, np.where(near, reason + REASON_SEPARATOR + named, reason))
     mean_confidence = stats["mean_confidence"].to_numpy(dtype=float)
 
     frame = pd.DataFrame(

@@ -26,6 +26,9 @@ REASON_NOT_CALIBRATED = "not calibrated"
 REASON_NO_JUDGE_SCORE = "no judge score"
 REASON_INVALID_JUDGE_SCORE = "judge score outside 0-1"
 REASON_LOW_JUDGE_SCORE = "judge score below minimum"
+# The one reason with a name in it: "near-duplicate of <item key>" (core.promotion_duplicates);
+# counted under this name, so "rejected by reason" still has a fixed vocabulary.
+REASON_NEAR_DUPLICATE = "near-duplicate of a live item"
 
 REJECTION_REASONS: tuple[str, ...] = (
     REASON_MISSING_ID,
@@ -46,6 +49,7 @@ REJECTION_REASONS: tuple[str, ...] = (
     REASON_NO_JUDGE_SCORE,
     REASON_INVALID_JUDGE_SCORE,
     REASON_LOW_JUDGE_SCORE,
+    REASON_NEAR_DUPLICATE,
 )
 INVALID_ROW_REASONS: frozenset[str] = frozenset(REJECTION_REASONS[:6])
 REASON_SEPARATOR = "; "

@@ -13,7 +13,8 @@ The spread is deliberate so that promotion has real work to do: about one challe
 MISLABELLED (its true level 3–5 levels from its written label: the written label is a guess), a
 few have a WRONG KEY (most users "wrong", negative discrimination), some are answered too slowly,
 some rarely (new challenges with a handful of answers), some have no judge score, answers include
-rapid guesses (under a second, at chance) and idle ones (10 minutes to an hour), and a few rows are
+rapid guesses (under a second, at chance) and idle ones (10 minutes to an hour), one challenge per
+skill is a reworded copy of another (promotion keeps only one: near duplicates), and a few rows are
 malformed (three options, an out-of-range correct option, answers with impossible confidence or a
 missing response time). Everything is derived from a fixed seed: the same demo every time.
 """
@@ -61,7 +62,32 @@ _STEMS = [
     "What is the most likely outcome when {concept} is applied in this situation?",
     "Which option best describes the role of {concept}?",
     "What should you check first when {concept} does not behave as expected?",
+    "When is {concept} the wrong tool to reach for in {skill}?",
+    "Which misconception about {concept} causes the most mistakes?",
+    "How would you verify that {concept} was used correctly?",
+    "What trade-off does {concept} bring compared with the alternatives?",
+    "Which example shows {concept} applied correctly in {skill}?",
 ]
+
+
+# Where each question is set, one per difficulty and stem: an app's questions at different levels
+# are different questions, not one stem repeated (the pipeline would rightly keep only one of
+# those: near duplicates, core.promotion_duplicates).
+_SETTINGS = [
+    "on a first day", "in a glossary quiz", "during onboarding", "in a study group", "in a flash-card drill",
+    "in a tutorial", "for a cheat sheet", "in a lab session", "at a help desk", "in a peer review",
+    "in a small project", "in a weekly sync", "for a mentor", "for a side project", "during training",
+    "at a handover", "on a first solo task", "for a product manager", "in a refactoring", "for a proposal",
+    "in a production issue", "during a migration", "before a deadline", "for a vendor review", "after an audit",
+    "when scaling tenfold", "between two teams", "for a recurring failure", "in a legacy setup", "before launch",
+    "during an outage", "in an edge case", "under regulation", "under strict service levels", "with odd data",
+    "under load", "with two subtle rules", "in a hard trade-off", "where references disagree", "in a post-mortem",
+    "for a long-term design", "between two experts", "with no precedent", "in a failure cascade", "in a negotiation",
+    "for an organisation standard", "in an ambiguous case", "in a crisis", "in a flawed expert argument",
+    "at the frontier of practice",
+]
+# One challenge per skill is a reworded copy of another (as apps have them): promotion rejects it.
+REWORDED = (10, 4, 9, 4)  # (difficulty, stem) copies (difficulty, stem), reworded
 
 
 def demo_skill_id(name: str) -> str:
@@ -100,15 +126,23 @@ def _challenge_rows(rng: random.Random, data: DemoData, name: str, skill_id: str
     for difficulty in range(1, 11):
         for n in range(5):
             cid = str(uuid.uuid5(DEMO_NAMESPACE, f"challenge:{name}:{difficulty}:{n}"))
-            concept = concepts[(difficulty + n) % len(concepts)]
-            other = [c for c in concepts if c != concept]
-            question = _STEMS[n].format(concept=concept, skill=name)
+            # No (stem, concept) pair twice in a skill (5+ concepts): 50 different questions.
+            index = (difficulty - 1) * 5 + n
+            stem, concept = _STEMS[index % len(_STEMS)], concepts[(index // len(_STEMS) + index) % len(concepts)]
+            shift = (difficulty + 2 * n) % len(concepts)  # which other concepts the distractors name
+            other = [c for c in concepts[shift:] + concepts[:shift] if c != concept]
+            setting = _SETTINGS[(difficulty - 1) * 5 + n]
+            question = stem.format(concept=concept, skill=name).rstrip("?.") + f" ({setting})?"
             options = [
-                f"It applies {concept} the way the {name} reference documents it",
+                f"It applies {concept} as the {name} reference documents it {setting}",
                 f"It replaces {concept} with {other[0] if other else 'a manual step'}",
                 f"It only matters for {other[1] if len(other) > 1 else 'legacy setups'}",
                 f"It has no effect on {other[2] if len(other) > 2 else 'the result'}",
             ]
+            if (difficulty, n) == REWORDED[:2]:
+                question, options = reworded_copy
+            if (difficulty, n) == REWORDED[2:]:
+                reworded_copy = ("So, " + question[0].lower() + question[1:], list(options))
             correct = rng.randrange(4)
             options[0], options[correct] = options[correct], options[0]
             explanation = f"The reference behaviour of {concept} is what the correct option states."

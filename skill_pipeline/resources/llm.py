@@ -124,12 +124,15 @@ class ScenarioLLM(ConfigurableResource, abc.ABC):
         skills: list[Skill],
         keep: Mapping[str, list[SyntheticScenario]] | None = None,
         on_difficulty_done: DifficultyDone | None = None,
+        live: Mapping[str, list[str]] | None = None,
         guard: SpendGuard | None = None,
     ) -> dict[str, SkillGeneration]:
         """Scenarios for every difficulty of every skill (``core.scenario_writing.generate_scenarios``);
         ``on_difficulty_done(skill_id, difficulty, scenarios)`` gets each difficulty's new scenarios
-        as soon as they are valid (the caller stores them in its pool); with ``guard`` every call is
-        checked against the spend budget first (``core.budget.BudgetExceeded`` stops the run)."""
+        as soon as they are valid (the caller stores them in its pool); ``live`` holds per skill the
+        texts of live items (besides ``keep``) that new scenarios must not near-duplicate; with
+        ``guard`` every call is checked against the spend budget first (``core.budget.BudgetExceeded``
+        stops the run)."""
         return generate_scenarios(
             self.budgeted(guard).write_scenarios,
             skills,
@@ -140,6 +143,7 @@ class ScenarioLLM(ConfigurableResource, abc.ABC):
             max_concurrency=self.max_concurrency,
             max_attempts=self.max_attempts,
             on_difficulty_done=on_difficulty_done,
+            live=live,
         )
 
 
@@ -152,7 +156,9 @@ class BudgetedCalls:
     def _call(self, purpose: str, prompt: str, call: Callable[[Any], LLMReply], request: Any) -> LLMReply:
         if self.guard is None:
             return call(request)
-        with self.guard.call(estimate_input_tokens(prompt), self.llm.output_ceiling, purpose) as handle:
+        skill = getattr(request, "skill", None)  # scenario calls name their skill (one guard may cover a batch)
+        with self.guard.call(estimate_input_tokens(prompt), self.llm.output_ceiling, purpose,
+                             skill_id=getattr(skill, "id", None)) as handle:
             reply = call(request)
             handle.settle(reply.usage, reply.model)
         return reply

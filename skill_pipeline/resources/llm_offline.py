@@ -1,8 +1,9 @@
 """OfflineLLM: the embedded default writer — deterministic, skill-specific, no network.
 
-Scenarios: a different situation, task and concept pair per scenario and difficulty, taken from
-the skill's own description (``concepts_from_skill``), labelled ``generator: offline`` everywhere
-they land; the pipeline refuses to write them to a real Opik.
+Scenarios (``offline_scenarios``): a different sentence frame, situation, task and concepts per
+scenario and difficulty, taken from the skill's own description (``concepts_from_skill``), no two of
+a skill near duplicates, labelled ``generator: offline`` everywhere they land; the pipeline refuses
+to write them to a real Opik.
 
 Challenges and the difficulty judge, for ``prompt_experiment``, are stand-ins too. They let it
 run locally with the same task, parser and metrics as production, and — the point — they let two
@@ -49,76 +50,9 @@ from typing import Any
 from pydantic import Field
 
 from skill_pipeline.core.challenge_prompt import Challenge, ChallengeRequest, DifficultyJudgeRequest
-from skill_pipeline.models import LLMReply, ScenarioRequest, Skill, TokenUsage
+from skill_pipeline.models import LLMReply, ScenarioRequest, TokenUsage
 from skill_pipeline.resources.llm import ScenarioLLM
-
-# ---------------------------------------------------------------------------------------------
-# Scenarios
-# ---------------------------------------------------------------------------------------------
-
-_SITUATIONS: dict[int, list[str]] = {
-    # Each difficulty band has its own kinds of situation, so levels read differently.
-    1: ["a newcomer's first week", "a flash-card review", "a glossary quiz before a team meeting",
-        "a short onboarding checklist", "a beginner workshop warm-up", "a help-desk FAQ"],
-    2: ["a study-group recap", "a tutorial exercise", "a quick reference lookup during a task",
-        "a peer explaining basics to a colleague", "a one-page cheat sheet review", "a lab's first session"],
-    3: ["a small team project at work", "a code or document review with a mentor", "a weekly status meeting",
-        "a customer question at the support desk", "a side project over the weekend", "a short internal training"],
-    4: ["a handover from a colleague going on leave", "a first solo assignment", "a request from a product manager",
-        "a mid-size refactoring", "a comparison of two approaches for a proposal", "a post-incident follow-up task"],
-    5: ["a production issue reported by users", "a migration between two tools", "a deadline-driven feature",
-        "a vendor evaluation", "an audit finding to fix", "a cross-team integration"],
-    6: ["a system that must scale tenfold", "conflicting requirements from two teams", "a costly recurring failure",
-        "a partially documented legacy setup", "a security review before launch", "an analysis for leadership"],
-    7: ["an outage under time pressure", "an edge case that breaks the usual rule", "a regulated environment",
-        "a contract with strict service levels", "data that contradicts the expected result", "a design review with experts"],
-    8: ["a failure that only appears under load", "an interaction of two subtle rules", "a trade-off with no free option",
-        "an exception a standard reference gets wrong", "a post-mortem with several causes", "a high-stakes client escalation"],
-    9: ["an architecture decision for several years", "a disagreement between two senior experts",
-        "a novel situation with no precedent in the team", "a cascade of failures across systems",
-        "a negotiation where the technical facts decide", "a research-grade question"],
-    10: ["a standard-setting decision for a whole organisation", "an ambiguous case where several answers are defensible",
-         "a crisis combining technical, legal and human factors", "a review of an expert's flawed reasoning",
-         "a problem at the frontier of current practice", "a teaching moment for other experts"],
-}
-
-_TASKS: dict[int, list[str]] = {
-    1: ["recognise", "name", "identify", "recall", "spot"],
-    2: ["define", "match", "describe", "list the parts of", "tell apart"],
-    3: ["explain how to use", "apply", "choose between options for", "relate", "illustrate"],
-    4: ["use", "connect", "compare approaches to", "organise work around", "check the result of"],
-    5: ["apply", "combine", "analyse", "adapt", "troubleshoot"],
-    6: ["analyse the effects of", "plan with", "integrate", "diagnose a problem with", "prioritise using"],
-    7: ["handle an edge case of", "debug", "decide under constraints about", "find the exception in", "reconcile"],
-    8: ["resolve a subtle conflict in", "optimise", "critique a plan that uses", "reason about failure modes of", "justify"],
-    9: ["design a long-term approach to", "arbitrate between experts on", "weigh several valid approaches to",
-        "anticipate second-order effects of", "set policy for"],
-    10: ["evaluate competing expert strategies for", "define standards for", "reason from first principles about",
-         "expose the flaw in an expert argument about", "balance every constraint of"],
-}
-
-_STOP = {"and", "or", "the", "a", "an", "of", "to", "in", "for", "with", "on", "at", "by", "from", "how", "what",
-         "using", "use", "their", "its", "your", "into", "about", "basic", "including", "such", "as", "e.g"}
-
-
-def concepts_from_skill(skill: Skill) -> list[str]:
-    """Concept phrases taken from the skill's description (comma/semicolon lists), else its name."""
-    text = skill.description or skill.name
-    parts = re.split(r"[,;:()/]|\band\b|\bor\b|\.\s", text)
-    concepts: list[str] = []
-    for part in parts:
-        words = [w for w in re.findall(r"[A-Za-z0-9+#'-]+", part) if w.lower() not in _STOP]
-        phrase = " ".join(words[:4]).strip()
-        if len(phrase) >= 3 and phrase.lower() not in (c.lower() for c in concepts):
-            concepts.append(phrase)
-    if len(concepts) < 3:
-        concepts += [w for w in re.findall(r"[A-Za-z][A-Za-z-]{3,}", skill.name + " " + text) if w.lower() not in _STOP]
-    unique: list[str] = []
-    for c in concepts:
-        if c.lower() not in (u.lower() for u in unique):
-            unique.append(c)
-    return unique[:12] or [skill.name]
-
+from skill_pipeline.resources.offline_scenarios import _STOP, concepts_from_skill, offline_scenarios  # noqa: F401
 
 # ---------------------------------------------------------------------------------------------
 # Challenges and the difficulty judge (experiments)
@@ -306,32 +240,9 @@ class OfflineLLM(ScenarioLLM):
         return "offline writer"
 
     def write_scenarios(self, request: ScenarioRequest) -> LLMReply:
-        skill, d = request.skill, request.difficulty
-        concepts = concepts_from_skill(skill)
-        seed = int(hashlib.sha256(f"{skill.id}|{skill.fingerprint}|{d}".encode()).hexdigest(), 16)
-        situations, tasks = _SITUATIONS[d], _TASKS[d]
-        avoid = {a.casefold() for a in request.avoid}
-        scenarios: list[dict] = []
-        i = 0
-        while len(scenarios) < request.count and i < 50:
-            situation = situations[(seed + i) % len(situations)]
-            task = tasks[(seed // 7 + 2 * i) % len(tasks)]
-            first = concepts[(seed // 13 + i) % len(concepts)]
-            second = concepts[(seed // 17 + 3 * i + 1) % len(concepts)]
-            picked = [first] if first == second else [first, second]
-            if d >= 6 and len(concepts) > 2:
-                third = concepts[(seed // 19 + 5 * i + 2) % len(concepts)]
-                if third not in picked:
-                    picked.append(third)
-            text = (
-                f"In {situation}, a learner of {skill.name} must {task} {picked[0]}"
-                + (f" in the light of {', '.join(picked[1:])}" if len(picked) > 1 else "")
-                + f" (difficulty {d}/10)."
-            )
-            i += 1
-            if text.casefold() in avoid or any(s["scenario"] == text for s in scenarios):
-                continue
-            scenarios.append({"scenario": text, "expected_concepts": picked, "difficulty": d})
+        """The skill's planned scenarios for the difficulty, none avoided, no two near duplicates
+        (``offline_scenarios``: the variation is seeded by skill, difficulty and index)."""
+        scenarios = offline_scenarios(request.skill, request.difficulty, request.count, request.avoid)
         text = json.dumps(scenarios, indent=2)
         usage = TokenUsage(input_tokens=0, output_tokens=0)
         return LLMReply(text=text, usage=usage, model=self.model, generator="offline")

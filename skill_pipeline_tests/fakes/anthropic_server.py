@@ -35,8 +35,8 @@ configured limit the headers report a budget too large to bind.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import itertools
 import json
 import re
 import threading
@@ -50,6 +50,7 @@ from typing import Any, Literal
 
 import pytest
 from pytest_httpserver import HTTPServer
+from rapidfuzz import fuzz, process, utils
 from pytest_httpserver.httpserver import METHOD_ALL
 from werkzeug import Request, Response
 
@@ -207,28 +208,70 @@ _ANGLES = (
     "spotting the flaw in a colleague's proposal",
     "balancing speed against correctness",
 )
+# One stake per difficulty: scenarios of two difficulties differ in more than the level's number,
+# as a real model's do (the pipeline drops a near duplicate and asks again: core.near_duplicates).
+_STAKES = (
+    "with a friendly reviewer watching", "before lunch on a quiet day", "for a team wiki page",
+    "while a manager waits for the answer", "with real customers affected", "under a tight contractual deadline",
+    "where money is lost every hour", "in front of the whole engineering department",
+    "with regulators asking questions", "that sets precedent for the entire company",
+)
 _ASPECTS = ("trade-offs", "failure modes", "verification", "communication", "prioritisation", "edge cases")
 
 
+def _candidate(skill_name: str, difficulty: int, k: int) -> dict[str, Any]:
+    situation = _SITUATIONS[(k + difficulty) % len(_SITUATIONS)]
+    angle = _ANGLES[(k * 5 + k // len(_SITUATIONS) + difficulty) % len(_ANGLES)]
+    text = (
+        f"During {situation}, someone practising {skill_name} is {angle} "
+        f"{_STAKES[(difficulty - 1) % len(_STAKES)]}, at level {difficulty} of 10 (case {k + 1})."
+    )
+    concepts = [f"{skill_name} {_ASPECTS[(k + j) % len(_ASPECTS)]}" for j in range(1 + k % 3)]
+    return {"scenario": text, "expected_concepts": concepts, "difficulty": difficulty}
+
+
+def _near(text: str, others: list[str]) -> bool:
+    return bool(others) and process.extractOne(
+        text, others, scorer=fuzz.token_set_ratio, processor=utils.default_process, score_cutoff=90
+    ) is not None
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(skill_name: str) -> dict[int, list[str]]:
+    """Per difficulty, the first five candidates that are not near duplicates of any chosen for the
+    skill (as a real model's varied output is not): the pipeline drops near duplicates and asks again."""
+    chosen: dict[int, list[str]] = {}
+    texts: list[str] = []
+    for d in range(1, 11):
+        chosen[d] = []
+        for k in range(_PLAN_CANDIDATES):
+            text = _candidate(skill_name, d, k)["scenario"]
+            if len(chosen[d]) < 5 and not _near(text, texts):
+                chosen[d].append(text)
+                texts.append(text)
+    return chosen
+
+
+_PLAN_CANDIDATES = 72
+
+
 def write_scenarios(ask: ScenarioAsk, count: int | None = None) -> list[dict[str, Any]]:
-    """``count`` (default: what was asked) distinct valid scenarios, none of them in ``ask.avoid``."""
+    """``count`` (default: what was asked) distinct valid scenarios, none of them in ``ask.avoid``:
+    the skill's planned ones first, then candidates that are no near duplicate of the plan or avoid."""
     wanted = ask.count if count is None else count
     avoid = {a.casefold() for a in ask.avoid}
-    out: list[dict[str, Any]] = []
-    for k in itertools.count():
-        situation = _SITUATIONS[(k + ask.difficulty) % len(_SITUATIONS)]
-        angle = _ANGLES[(k * 5 + ask.difficulty) % len(_ANGLES)]
-        text = (
-            f"During {situation}, someone practising {ask.skill_name} is {angle} "
-            f"at level {ask.difficulty} of 10 (case {k + 1})."
-        )
-        if text.casefold() in avoid:
-            continue
-        concepts = [f"{ask.skill_name} {_ASPECTS[(k + j) % len(_ASPECTS)]}" for j in range(1 + k % 3)]
-        out.append({"scenario": text, "expected_concepts": concepts, "difficulty": ask.difficulty})
-        if len(out) >= wanted:
-            return out
-    raise AssertionError("unreachable")
+    plan = _plan(ask.skill_name)
+    planned = set(plan.get(ask.difficulty, []))
+    others = [t for texts in plan.values() for t in texts] + list(ask.avoid)
+    rows = [_candidate(ask.skill_name, ask.difficulty, k) for k in range(_PLAN_CANDIDATES)]
+    ordered = [r for r in rows if r["scenario"] in planned]
+    ordered += [r for r in rows if r["scenario"] not in planned and not _near(r["scenario"], others)]
+    ordered += [r for r in rows if r not in ordered] + [
+        _candidate(ask.skill_name, ask.difficulty, k) for k in range(_PLAN_CANDIDATES, _PLAN_CANDIDATES + 50)
+    ]
+    out = [r for r in ordered if r["scenario"].casefold() not in avoid][:wanted]
+    assert len(out) == wanted, "unreachable"
+    return out
 
 
 @dataclass(frozen=True)
