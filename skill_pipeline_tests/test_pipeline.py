@@ -1,5 +1,6 @@
 """The Dagster definitions on a real DagsterInstance: sensor, assets, checks, adoption, regeneration."""
 
+import time
 from contextlib import closing
 
 import dagster as dg
@@ -94,6 +95,11 @@ class Counting(OfflineLLM):
     def write_scenarios(self, request):
         CALLS.append((request.difficulty, request.count))
         if request.difficulty == self.fail_at:
+            # Fail only once every first call is in flight: a failing run cancels the calls not yet
+            # started (by design), and the offline writer is fast enough to race the thread pool.
+            deadline = time.monotonic() + 10
+            while len({d for d, _ in CALLS}) < 10 and time.monotonic() < deadline:
+                time.sleep(0.005)
             raise RuntimeError("simulated outage")
         return super().write_scenarios(request)
 
