@@ -62,6 +62,20 @@ def _pool(skill) -> list:
     )
 
 
+# Distinct questions: composition promotes only one of two near duplicates (token-set ratio ≥ 90), so
+# questions that differ only in a number would promote one item, not the five measured here.
+_QUESTIONS = (
+    "Which step comes first when a disk-full alert pages the on-call engineer at night?",
+    "A deploy doubled p99 latency; what evidence decides between rollback and a forward fix?",
+    "How should an incident commander split work when three services fail at once?",
+    "What belongs in a status update to customers during a partial outage?",
+    "Which metric shows that a retry storm, not the database, caused the slowdown?",
+    "When may a postmortem action item be closed without a code change?",
+    "What is the safest way to rotate a leaked credential that production still uses?",
+    "Why does paging on symptoms beat paging on causes for a web checkout flow?",
+)
+
+
 def _candidates(count: int) -> list:
     from skill_pipeline_tests.builders import candidate
 
@@ -69,7 +83,7 @@ def _candidates(count: int) -> list:
         candidate(
             f"bench-challenge-{i}",
             1 + (2 * i) % 10,
-            question=f"Which step comes first when alert {i} pages the on-call engineer?",
+            question=_QUESTIONS[i % len(_QUESTIONS)] + ("" if i < len(_QUESTIONS) else f" (variant {i})"),
             options=["Acknowledge and assess impact", "Restart every service", "Wait for a second alert", "Close the alert"],
             explanation="Acknowledging stops the escalation chain and assessing impact decides the severity.",
             answer_count=12,

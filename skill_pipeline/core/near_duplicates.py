@@ -119,6 +119,13 @@ def near_duplicate_pairs(texts: Sequence[str], threshold: float = DEFAULT_THRESH
     )
 
 
+_EMPTY_REJECTED = pd.DataFrame({
+    "candidate_index": pd.Series(dtype=np.int64), "candidate_text": pd.Series(dtype=str),
+    "duplicate_of": pd.Series(dtype=str), "duplicate_index": pd.Series(dtype=np.int64),
+    "duplicate_text": pd.Series(dtype=str), "score": pd.Series(dtype=float),
+})[list(REJECTED_COLUMNS)]
+
+
 def filter_new(
     candidates: Sequence[str], existing: Sequence[str], threshold: float = DEFAULT_THRESHOLD
 ) -> tuple[list[int], pd.DataFrame]:
@@ -181,6 +188,8 @@ def filter_new(
                 else:
                     kept_mask[k] = True
     kept = [int(i) for i in survivors[kept_mask]]
+    if not rejected:  # the usual case in scenario writing: building, sorting, typing a frame costs ~4 ms
+        return kept, _EMPTY_REJECTED.copy()
     frame = pd.DataFrame(rejected, columns=list(REJECTED_COLUMNS))
     frame = frame.sort_values("candidate_index", kind="stable").reset_index(drop=True)
     return kept, frame.astype({"candidate_index": np.int64, "duplicate_index": np.int64, "score": float})
