@@ -22,10 +22,11 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # A local instance: SQLite storage in $(DAGSTER_HOME), telemetry off, failed runs retried by the
-# daemon (a run cut short by Ctrl-C in `make dev` is re-run on the next start; production: deploy/dagster.yaml).
+# daemon, and run monitoring, which fails a run whose process died (Ctrl-C in `make dev`, a kill) so
+# that it is retried on the next start instead of staying STARTED (production: deploy/dagster.yaml).
 $(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
-	printf 'telemetry:\n  enabled: false\nrun_retries:\n  enabled: true\n  max_retries: 2\n  retry_on_asset_or_op_failure: true\n' > $@
+	printf 'telemetry:\n  enabled: false\nrun_retries:\n  enabled: true\n  max_retries: 2\n  retry_on_asset_or_op_failure: true\nrun_monitoring:\n  enabled: true\n  start_timeout_seconds: 180\n  poll_interval_seconds: 30\n' > $@
 
 demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m skill_pipeline.demo

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -358,6 +359,11 @@ def skill_sensor(context: dg.SensorEvaluationContext, skill_store: SkillStore) -
 
 # skills_overview's automation condition is evaluated by this sensor; declared (not left to Dagster's
 # default sensor, which starts stopped) so that it runs as soon as the code location loads.
+# Dagster 1.13.27 passes owners=None to SensorDefinition inside AutomationConditionSensorDefinition
+# and warns about its own beta parameter on every load (a WARNING a newcomer reads as ours).
+warnings.filterwarnings(
+    "ignore", message=r"Parameter `owners` of initializer `SensorDefinition.__init__`", category=dg.BetaWarning
+)
 overview_automation_sensor = dg.AutomationConditionSensorDefinition(
     "skills_overview_automation",
     target=dg.AssetSelection.assets("skills_overview"),
