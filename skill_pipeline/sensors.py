@@ -76,14 +76,7 @@ def decide(cursor: SensorCursor, skills: list[Skill], known_partitions: set[str]
             reason = "new skill" if skill.id not in known_partitions else "skill without a run this sensor saw"
         else:
             reason = CHANGED
-        requests.append(
-            dg.RunRequest(
-                job_name=skill_dataset_job.name,
-                partition_key=skill.id,
-                run_key=f"{skill.id}:{skill.fingerprint}:{epochs[skill.id]}",
-                tags={"skill_pipeline/reason": reason, **skill_tags(skill.name)},
-            )
-        )
+        requests.append(dataset_request(skill, f"{skill.id}:{skill.fingerprint}:{epochs[skill.id]}", reason))
     fingerprints = {s.id: s.fingerprint for s in skills}
     nxt = SensorCursor(
         active=fingerprints,
@@ -94,6 +87,17 @@ def decide(cursor: SensorCursor, skills: list[Skill], known_partitions: set[str]
         batches=cursor.batches,
     )
     return new_partitions, requests, nxt
+
+
+def dataset_request(skill: Skill, run_key: str, reason: str) -> dg.RunRequest:
+    """A ``skill_dataset_job`` run of one skill: the run key says which version (and retry) of the
+    skill it is for, the tags why it was requested and which skill it is, by name."""
+    return dg.RunRequest(
+        job_name=skill_dataset_job.name,
+        partition_key=skill.id,
+        run_key=run_key,
+        tags={"skill_pipeline/reason": reason, **skill_tags(skill.name)},
+    )
 
 
 FINISHED = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
@@ -283,14 +287,8 @@ def follow_up(
             if run_status
             else f"retry {attempt} of {attempts}: no dataset and no run"
         )
-        requests.append(
-            dg.RunRequest(
-                job_name=skill_dataset_job.name,
-                partition_key=skill.id,
-                run_key=f"{skill.id}:{skill.fingerprint}:{cursor.epochs.get(skill.id, 0)}:retry{attempt}",
-                tags={"skill_pipeline/reason": reason, **skill_tags(skill.name)},
-            )
-        )
+        run_key = f"{skill.id}:{skill.fingerprint}:{cursor.epochs.get(skill.id, 0)}:retry{attempt}"
+        requests.append(dataset_request(skill, run_key, reason))
         retries[skill.id] = Retry(attempt=attempt, after_run=failed_run)
         open_[skill.id] = now
         census.re_requested += 1
