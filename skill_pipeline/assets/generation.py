@@ -157,15 +157,12 @@ def synthetic_scenarios(
             )
         context.log.info(f"skill {skill.id}: {why}; asking {llm.service} for the {missing} missing scenarios")
 
-        def store_difficulty(skill_id: str, difficulty: int, scenarios: list[SyntheticScenario]) -> None:
-            dataset_store.write_pool(skill, scenarios)
-            context.log.debug(f"skill {skill_id}: difficulty {difficulty}: {len(scenarios)} scenarios pooled")
-
-        pooled: list[tuple[int, int]] = []
+        pooled: list[tuple[int, int]] = []  # what a budget stop keeps, for its error message
 
         def store_and_count(skill_id: str, difficulty: int, scenarios: list[SyntheticScenario]) -> None:
-            store_difficulty(skill_id, difficulty, scenarios)
+            dataset_store.write_pool(skill, scenarios)
             pooled.append((difficulty, len(scenarios)))
+            context.log.debug(f"skill {skill_id}: difficulty {difficulty}: {len(scenarios)} scenarios pooled")
 
         live = live_real_world_texts(skill, dataset_store)
         guard = llm.spend_guard(context.run, skill.id)

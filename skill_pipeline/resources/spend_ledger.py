@@ -34,12 +34,15 @@ _schema_lock = threading.Lock()
 class SqliteSpendLedger:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._ready = False  # the schema exists: created once per ledger, not on every call's connect
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=30)
-        with _schema_lock:
-            conn.executescript(SCHEMA)
+        if not self._ready:
+            with _schema_lock:
+                conn.executescript(SCHEMA)
+                self._ready = True
         return conn
 
     def record(self, entry: LedgerEntry) -> None:
